@@ -1,0 +1,62 @@
+"""The structured outcome every engine returns, so expectations never care which
+engine ran."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+# Error codes beyond the OCI/distribution registry codes (UNAUTHORIZED, DENIED,
+# MANIFEST_UNKNOWN, TOOMANYREQUESTS, UNSUPPORTED, ...): failures that happen
+# before or below the registry protocol.
+NETWORK = "NETWORK"  # refused, reset, EOF, proxy CONNECT refused
+TIMEOUT = "TIMEOUT"  # no answer before the client's deadline
+DIGEST_MISMATCH = "DIGEST_MISMATCH"  # content does not hash to its descriptor
+BAD_RESPONSE = "BAD_RESPONSE"  # an answer that is not valid registry protocol
+
+MIRROR = "mirror"
+HUB = "hub"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One endpoint tried during a pull (mirror first, then hub)."""
+
+    endpoint: str  # "mirror" or "hub"
+    url: str
+    ok: bool
+    status: int | None = None
+    error_code: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class PullResult:
+    image: str  # the reference as given, normalised (docker.io/library/alpine:3.19)
+    ok: bool
+    error_code: str | None = None
+    message: str | None = None
+    served_by: str | None = None  # "mirror" or "hub": whoever answered the manifest
+    digest: str | None = None  # manifest digest of the (platform) image pulled
+    bytes: int = 0  # bytes downloaded (manifests + config + layers)
+    seconds: float = 0.0
+    attempts: tuple[Attempt, ...] = field(default_factory=tuple)
+    raw: str | None = None  # the engine's own error text, verbatim
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    image: str
+    target: str  # "mirror", "hub" or a URL
+    ok: bool
+    error_code: str | None = None
+    message: str | None = None
+    status: int | None = None
+    digest: str | None = None
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)

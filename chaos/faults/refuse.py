@@ -1,0 +1,32 @@
+"""refuse: Docker Hub is down; connections to it fail before a single byte.
+
+Regular proxy mode: a new CONNECT to a matched host gets 502 and the connection
+closes, which is what any HTTP proxy answers when its upstream refuses. On a
+tunnel that was already open when the fault started, and in reverse mode where
+there is no CONNECT, the request's connection is killed before any response
+byte: a keep-alive connection must not outlive the outage.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from chaos.faults.base import FaultKind
+from chaos.faults.registry import register
+
+
+@register
+class Refuse(FaultKind):
+    name = "refuse"
+
+    def on_connect(self, flow: http.HTTPFlow) -> bool:
+        flow.response = http.Response.make(
+            502,
+            f"hub-chaos: connection to {flow.request.pretty_host} refused (fault injected)\n",
+            {"Content-Type": "text/plain", "Connection": "close"},
+        )
+        return True
+
+    def on_request(self, flow: http.HTTPFlow) -> bool:
+        flow.kill()
+        return True

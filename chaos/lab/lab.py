@@ -1,0 +1,202 @@
+"""The embedded lab: a stand-in Docker Hub, the fault proxy and a real
+pull-through mirror, all on loopback, started and stopped as one.
+
+    client --> mirror (distribution, proxy mode) --HTTPS_PROXY--> fault proxy --> lab hub
+       \\_____________ fallback to registry-1.docker.io _________/  (registry + auth service)
+
+Start order follows the dependencies: the hub and its auth service, then the
+proxy (whose CA the mirror must trust), then the mirror. Any failure stops
+whatever already started, so a failed start leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+
+from chaos.errors import EnvironmentProblem
+from chaos.lab import layout
+from chaos.lab.accounts import Accounts, Repo
+from chaos.lab.layout import LabPaths, LabState
+from chaos.lab.ports import free_ports
+from chaos.lab.process import ManagedProcess, require_binary
+from chaos.lab.registry_config import hub_config, mirror_config, push_config, write_config
+from chaos.lab.seed import Seeder
+from chaos.lab.tokens import TokenSigner
+from chaos.proxy.control_client import ControlClient
+from chaos.scenario.model import LabSpec
+
+READY_DEADLINE_S = 30.0
+_REGISTRY_BINARY_HINT = "install the Debian package docker-registry (apt-get install docker-registry)"
+_ADDON = Path(__file__).resolve().parents[2] / "addons" / "hub_chaos.py"
+
+
+def _http_answers(url: str) -> bool:
+    # Any HTTP answer proves the server is up (the hub answers /v2/ with 401).
+    requests.get(url, timeout=1.0)
+    return True
+
+
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A clean environment: the user's proxy settings must never leak into the lab."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER")}
+    keep.update(extra or {})
+    return keep
+
+
+class Lab:
+    def __init__(
+        self,
+        spec: LabSpec,
+        root: Path,
+        *,
+        progress: Callable[[str], None] | None = None,
+        detached: bool = False,
+    ):
+        self.spec = spec
+        self.paths = LabPaths(root)
+        self.progress = progress or (lambda message: None)
+        self.detached = detached  # `chaos lab up`: children outlive this process
+        self.components: dict[str, ManagedProcess] = {}
+        self.state = LabState(root=str(root))
+        self._ports = dict(zip(("hub", "auth", "proxy", "control", "mirror", "push-registry"), free_ports(6)))
+        self.signer: TokenSigner | None = None
+        self.accounts: Accounts | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> "Lab":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def start(self) -> LabState:
+        registry = require_binary("docker-registry", _REGISTRY_BINARY_HINT)
+        mitmdump = require_binary(_mitmdump_path(), "install hub-chaos's Python dependencies (pip install -e .)")
+        for folder in (self.paths.logs, self.paths.hub, self.paths.mirror_storage, self.paths.proxy_confdir):
+            folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_hub(registry)
+            self._start_proxy(mitmdump)
+            self._start_mirror(registry)
+            if self.spec.push_registry:
+                self._start_push_registry(registry)
+            self._save_state()
+            self._seed()
+        except BaseException:
+            self.stop()
+            raise
+        self.progress(f"lab ready: mirror {self.state.mirror_url}, fault proxy {self.state.proxy_url}")
+        return self.state
+
+    def stop(self) -> None:
+        for name in reversed(list(self.components)):
+            self.components[name].stop()
+        self.components.clear()
+        if self.paths.state_file.exists():
+            self.paths.state_file.unlink()
+
+    # -- components --------------------------------------------------------
+
+    def _launch(self, name: str, argv: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None) -> None:
+        process = ManagedProcess(name, argv, self.paths.log(name), env=_child_env(env), tie_to_parent=not self.detached)
+        self.components[name] = process
+        process.start()
+        self.state.process_groups[name] = process.pid
+        self._save_state()  # so `lab down` and the tests can find even a half-started lab
+        process.wait_ready(ready, READY_DEADLINE_S)
+
+    def _start_hub(self, registry: str) -> None:
+        self.progress("starting lab hub (registry + auth.docker.io emulation)")
+        keys = self.paths.hub / "keys"
+        self.signer = TokenSigner.create(keys)
+        self.accounts = Accounts(
+            users={u.name: u.password for u in self.spec.users},
+            repositories={
+                image.ref.repository: Repo(private=image.private, readers=tuple(image.readers))
+                for image in self.spec.images
+            },
+        )
+        self.state.users = dict(self.accounts.users)
+        accounts_file = self.paths.hub / "accounts.json"
+        self.accounts.to_file(accounts_file)
+
+        hub_port, auth_port = self._ports["hub"], self._ports["auth"]
+        self.state.ports.update(hub=hub_port, auth=auth_port)
+        config = self.paths.hub / "config.yml"
+        write_config(hub_config(self.paths.hub / "storage", hub_port, self.signer.cert_path), config)
+        self.state.hub_url = f"http://127.0.0.1:{hub_port}"
+        self.state.auth_url = f"http://127.0.0.1:{auth_port}"
+        self._launch("hub", [registry, "serve", str(config)], lambda: _http_answers(f"{self.state.hub_url}/v2/"))
+        self._launch(
+            "auth",
+            [sys.executable, "-m", "chaos.lab.auth_service", "--accounts", str(accounts_file),
+             "--keys", str(keys), "--host", "127.0.0.1", "--port", str(auth_port)],
+            lambda: requests.get(f"{self.state.auth_url}/healthz", timeout=1.0).ok,
+        )
+
+    def _start_proxy(self, mitmdump: str) -> None:
+        self.progress("starting fault proxy (mitmdump + hub_chaos addon)")
+        proxy_port, control_port = self._ports["proxy"], self._ports["control"]
+        self.state.ports.update(proxy=proxy_port, control=control_port)
+        self.state.proxy_url = f"http://127.0.0.1:{proxy_port}"
+        self.state.control_url = f"http://127.0.0.1:{control_port}"
+        self.state.ca_file = str(self.paths.ca_file)
+        argv = [
+            mitmdump, "--quiet",
+            "--listen-host", "127.0.0.1", "--listen-port", str(proxy_port),
+            "--set", f"confdir={self.paths.proxy_confdir}",
+            # Lazy: the addon re-routes Hub's host names before anything resolves them.
+            "--set", "connection_strategy=lazy",
+            # Blobs stream through instead of being buffered whole.
+            "--set", "stream_large_bodies=256k",
+            "-s", str(_ADDON),
+            "--set", f"hub_routes=registry={self.state.hub_url},auth={self.state.auth_url}",
+            "--set", f"hub_control=127.0.0.1:{control_port}",
+        ]
+        control = ControlClient(self.state.control_url, timeout=1.0)
+        self._launch("proxy", argv, lambda: control.health() and self.paths.ca_file.exists())
+
+    def _start_mirror(self, registry: str) -> None:
+        self.progress("starting mirror under test (distribution, proxy mode)")
+        port = self._ports["mirror"]
+        self.state.ports["mirror"] = port
+        self.state.mirror_url = f"http://127.0.0.1:{port}"
+        self.state.mirror_storage = str(self.paths.mirror_storage)
+        config = self.paths.mirror / "config.yml"
+        write_config(mirror_config(self.paths.mirror_storage, port, layout.HUB_URL), config)
+        env = {"HTTPS_PROXY": self.state.proxy_url, "SSL_CERT_FILE": str(self.paths.ca_file)}
+        self._launch("mirror", [registry, "serve", str(config)], lambda: requests.get(f"{self.state.mirror_url}/v2/", timeout=1.0).ok, env)
+
+    def _start_push_registry(self, registry: str) -> None:
+        self.progress("starting push registry (shares the mirror's storage)")
+        port = self._ports["push-registry"]
+        self.state.ports["push-registry"] = port
+        self.state.push_registry_url = f"http://127.0.0.1:{port}"
+        config = self.paths.root / "push-registry.yml"
+        write_config(push_config(self.paths.mirror_storage, port), config)
+        self._launch("push-registry", [registry, "serve", str(config)],
+                     lambda: requests.get(f"{self.state.push_registry_url}/v2/", timeout=1.0).ok)
+
+    def _seed(self) -> None:
+        Seeder(self.state.hub_url, self.signer, seed=self.spec.seed, progress=self.progress).seed_all(self.spec.images)
+
+    def _save_state(self) -> None:
+        self.state.save(self.paths.state_file)
+
+    def seeder(self) -> Seeder:
+        return Seeder(self.state.hub_url, self.signer, seed=self.spec.seed, progress=self.progress)
+
+
+def _mitmdump_path() -> str:
+    # The addon imports chaos, so mitmdump must run from the same environment.
+    candidate = Path(sys.executable).with_name("mitmdump")
+    if candidate.exists():
+        return str(candidate)
+    raise EnvironmentProblem(f"mitmdump not found next to {sys.executable}: install hub-chaos with pip (it depends on mitmproxy)")

@@ -1,0 +1,76 @@
+"""Where a lab keeps its files, and the state file that lets another process
+(`chaos lab status|down`, `chaos pull`, the tests) find a running lab."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HUB_HOST = "registry-1.docker.io"
+AUTH_HOST = "auth.docker.io"
+HUB_URL = f"https://{HUB_HOST}"
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    root: Path
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "lab.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def log(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
+
+    @property
+    def hub(self) -> Path:
+        return self.root / "hub"
+
+    @property
+    def mirror(self) -> Path:
+        return self.root / "mirror"
+
+    @property
+    def mirror_storage(self) -> Path:
+        return self.mirror / "storage"
+
+    @property
+    def proxy_confdir(self) -> Path:
+        return self.root / "proxy"
+
+    @property
+    def ca_file(self) -> Path:
+        # mitmproxy writes its CA here on first start; clients trust it.
+        return self.proxy_confdir / "mitmproxy-ca-cert.pem"
+
+
+@dataclass
+class LabState:
+    """What a running lab is: where to reach each part, and which process groups to stop."""
+
+    root: str
+    mirror_url: str = ""
+    hub_url: str = ""  # the hub registry on loopback (seeding, publishing; not what clients use)
+    auth_url: str = ""
+    proxy_url: str = ""
+    control_url: str = ""
+    push_registry_url: str = ""
+    ca_file: str = ""
+    mirror_storage: str = ""
+    users: dict[str, str] = field(default_factory=dict)
+    process_groups: dict[str, int] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "LabState":
+        return cls(**json.loads(path.read_text()))

@@ -1,0 +1,96 @@
+"""Talk to the fault proxy's control API (chaos.proxy.control_api) from the runner and CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+import tenacity
+
+from chaos.errors import EnvironmentProblem, UsageError
+from chaos.faults.base import DuplicateFault, UnknownFault
+from chaos.proxy.tap import Page
+
+
+class ControlClient:
+    def __init__(self, base_url: str, timeout: float = 5.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+        # The lab exports HTTPS_PROXY for the mirror; the control API must never go through it.
+        self._session.trust_env = False
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/healthz")
+
+    def list(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/faults")["faults"]
+
+    def add(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Activate a fault; returns it as stored (with expires_at). DuplicateFault if the name exists."""
+        return self._call("POST", "/faults", spec)
+
+    def update(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Replace an active fault; UnknownFault if there is none by that name."""
+        return self._call("PUT", f"/faults/{name}", spec)
+
+    def remove(self, name: str) -> None:
+        self._call("DELETE", f"/faults/{name}")
+
+    def reset(self) -> int:
+        """Remove every fault; returns how many there were."""
+        return self._call("DELETE", "/faults")["removed"]
+
+    def events(self, after: int = 0, limit: int = 1000) -> Page:
+        body = self._call("GET", f"/events?after={int(after)}&limit={int(limit)}")
+        return Page(body["events"], body["next"], body["dropped"])
+
+    def wait_ready(self, deadline_s: float) -> dict[str, Any]:
+        """Poll /healthz until it answers or `deadline_s` passes (EnvironmentProblem)."""
+        try:
+            for attempt in tenacity.Retrying(
+                stop=tenacity.stop_after_delay(deadline_s),
+                wait=tenacity.wait_fixed(0.1),
+                retry=tenacity.retry_if_exception_type(EnvironmentProblem),
+                reraise=True,
+            ):
+                with attempt:
+                    return self.health()
+        except EnvironmentProblem as err:
+            raise EnvironmentProblem(
+                f"control API at {self.base_url} not ready after {deadline_s:g} s: {err}"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        url = self.base_url + path
+        try:
+            response = self._session.request(method, url, json=body, timeout=self.timeout)
+        except requests.RequestException as err:
+            raise EnvironmentProblem(f"control API at {self.base_url} unreachable: {err}") from None
+        if response.status_code == 204:
+            return None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if response.ok and payload is not None:
+            return payload
+        message = payload.get("error") if isinstance(payload, dict) else None
+        message = message or f"HTTP {response.status_code} {response.text[:200]!r}"
+        if response.status_code == 409:
+            raise DuplicateFault(message)
+        if response.status_code == 404:
+            raise UnknownFault(message)
+        if 400 <= response.status_code < 500:
+            raise UsageError(message)
+        raise EnvironmentProblem(f"control API {method} {path} failed: {message}")

@@ -1,0 +1,76 @@
+"""What the mirror holds: its catalog (API) and its storage folder (disk).
+
+Both, because they can disagree: the catalog is what the mirror says, the
+folder is what it really kept (the blog post checks repositories/library/postgres).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+_REPOS = Path("docker/registry/v2/repositories")
+
+
+@dataclass(frozen=True)
+class MirrorSnapshot:
+    catalog: tuple[str, ...]
+    stored_repositories: tuple[str, ...]  # repositories with at least one manifest on disk
+    storage_bytes: int
+
+    def to_dict(self) -> dict:
+        return {
+            "catalog": list(self.catalog),
+            "stored_repositories": list(self.stored_repositories),
+            "storage_bytes": self.storage_bytes,
+        }
+
+
+def snapshot(mirror_url: str, storage: Path | None, timeout: float = 10.0) -> MirrorSnapshot:
+    return MirrorSnapshot(
+        catalog=tuple(sorted(_catalog(mirror_url, timeout))),
+        stored_repositories=tuple(sorted(_stored_repositories(storage))) if storage else (),
+        storage_bytes=_tree_bytes(storage) if storage else 0,
+    )
+
+
+def _catalog(mirror_url: str, timeout: float) -> list[str]:
+    names: list[str] = []
+    url = f"{mirror_url}/v2/_catalog?n=1000"
+    for _ in range(100):  # pagination, bounded
+        response = requests.get(url, timeout=timeout)
+        response.raise_for_status()
+        names.extend(response.json().get("repositories") or [])
+        link = response.links.get("next", {}).get("url")
+        if not link:
+            break
+        url = requests.compat.urljoin(mirror_url, link)
+    return names
+
+
+def _stored_repositories(storage: Path) -> list[str]:
+    root = storage / _REPOS
+    found = []
+    if not root.is_dir():
+        return found
+    for dirpath, dirnames, _ in os.walk(root):
+        if "_manifests" in dirnames:
+            revisions = Path(dirpath, "_manifests", "revisions")
+            if revisions.is_dir() and any(revisions.rglob("link")):
+                found.append(str(Path(dirpath).relative_to(root)))
+            dirnames[:] = [d for d in dirnames if not d.startswith("_")]
+    return found
+
+
+def _tree_bytes(storage: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(storage):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total

@@ -1,0 +1,89 @@
+"""YAML loading that remembers where every value came from.
+
+PyYAML's SafeLoader already knows each node's line; we keep it by returning
+dict/list subclasses that carry the line of the node and of each key or item,
+so validation errors can read `hub-down.yaml:14: ...`. (A dozen lines on top
+of PyYAML, rather than a second YAML library.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from chaos.errors import ScenarioError
+
+
+class MarkedDict(dict):
+    line: int = 0
+    key_lines: dict
+
+    def line_of(self, key) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class MarkedList(list):
+    line: int = 0
+    item_lines: list
+
+    def line_of(self, index: int) -> int:
+        return self.item_lines[index] if index < len(self.item_lines) else self.line
+
+
+class _MarkedLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _MarkedLoader, node: yaml.MappingNode) -> MarkedDict:
+    result = MarkedDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)) or key is None:
+            raise ScenarioError(f"{{file}}:{key_node.start_mark.line + 1}: mapping keys must be plain words")
+        if key in result:
+            raise ScenarioError(f"{{file}}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: _MarkedLoader, node: yaml.SequenceNode) -> MarkedList:
+    result = MarkedList(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_MarkedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_MarkedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def load_marked(path: Path):
+    """Parse a YAML file; every problem is a ScenarioError starting with file:line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ScenarioError(f"{path}: is a directory, expected a scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+    return load_marked_text(text, str(path))
+
+
+def load_marked_text(text: str, filename: str):
+    try:
+        return yaml.load(text, Loader=_MarkedLoader)  # noqa: S506 - a SafeLoader subclass
+    except ScenarioError as exc:
+        raise ScenarioError(exc.message.replace("{file}", filename)) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ScenarioError(f"{filename}:{line}: YAML syntax error: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{filename}:1: YAML error: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(f"{filename}:1: YAML nests too deeply") from None

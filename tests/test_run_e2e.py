@@ -1,0 +1,123 @@
+"""`chaos run` end to end against the real processes: the flagship scenario
+passes, a wrong expectation fails naming its step, and no run leaves a process
+or a listening port behind (success, failed start, SIGINT)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.lab_helpers import CHAOS, ROOT, listening, processes_mentioning, run_chaos
+
+pytestmark = pytest.mark.lab
+FLAGSHIP = ROOT / "scenarios" / "hub-down.yaml"
+
+
+def journal_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "journal.json").read_text())
+
+
+def test_hub_down_scenario_passes_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_chaos("run", str(FLAGSHIP), "--run-dir", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    journal = journal_of(run_dir)
+    assert journal["status"] == "completed"
+    steps = {s["name"]: s for s in journal["steps"]}
+    assert all(s["passed"] for s in steps.values())
+    # One line per step with its verdict.
+    assert result.stdout.count(" PASS ") == len(steps)
+
+    # The story, read back from the journal rather than trusted from the verdicts.
+    assert steps["warm-alpine"]["outcome"]["served_by"] == "mirror"
+    assert "library/alpine" in steps["cache-holds-public-images"]["mirror"]["stored_repositories"]
+    assert steps["private-pull-logged-in"]["outcome"]["served_by"] == "hub"
+    assert steps["push-to-mirror-unsupported"]["outcome"]["status"] == 405
+    outage_pull = steps["cached-alpine-still-pulls"]
+    assert outage_pull["faults_active"] == ["hub-down"]
+    assert outage_pull["outcome"]["digest"] == steps["warm-alpine"]["outcome"]["digest"]
+    assert not [e for e in outage_pull["events"] if e["kind"] == "blob" and e["bytes"]]
+    refused = [e for e in steps["uncached-nginx-fails"]["events"] if e.get("fault") == "hub-down"]
+    assert refused, "the tap shows the outage refusing the mirror's and the client's upstream requests"
+    assert "alice/private-app" not in steps["private-content-never-cached"]["mirror"]["catalog"]
+
+    assert not processes_mentioning(str(run_dir))
+    assert not listening(journal["lab"]["ports"].values())
+    for component in ("hub", "auth", "proxy", "mirror", "push-registry"):
+        assert (run_dir / "lab" / "logs" / f"{component}.log").exists()
+
+
+def test_wrong_expectation_fails_and_names_the_step(tmp_path):
+    scenario = yaml.safe_load(FLAGSHIP.read_text())
+    for step in scenario["steps"]:
+        if step.get("name") == "private-fails-even-logged-in":
+            step["expect"] = {"ok": True}  # wrong on purpose: Hub is down
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    run_dir = tmp_path / "run"
+    result = run_chaos("run", str(wrong), "--run-dir", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    fail_lines = [line for line in result.stdout.splitlines() if " FAIL " in line]
+    assert len(fail_lines) == 1 and "private-fails-even-logged-in" in fail_lines[0]
+    assert "failed: private-fails-even-logged-in" in result.stdout
+    journal = journal_of(run_dir)
+    assert journal["status"] == "failed"
+    assert not processes_mentioning(str(run_dir))
+
+
+def test_component_that_cannot_start_stops_the_others(tmp_path):
+    # A docker-registry that works for the hub but dies for the mirror: the
+    # run must report the mirror with its log and stop hub, auth and proxy.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    wrapper = fake_bin / "docker-registry"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'case "$2" in */mirror/*) echo "mirror: listen tcp: simulated failure" >&2; exit 1;; esac\n'
+        'exec /usr/bin/docker-registry "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    run_dir = tmp_path / "run"
+    env = {"PATH": f"{fake_bin}:{os.environ['PATH']}"}
+    result = run_chaos("run", str(FLAGSHIP), "--run-dir", str(run_dir), cwd=tmp_path, env=env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "mirror exited with code 1 before it was ready" in result.stderr
+    assert "simulated failure" in result.stderr
+    assert not processes_mentioning(str(run_dir))
+    assert not (run_dir / "lab" / "lab.json").exists()
+
+
+def test_sigint_mid_run_tears_everything_down(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*CHAOS, "run", str(FLAGSHIP), "--run-dir", str(run_dir)], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+    )
+    ports = {}
+    try:
+        deadline = time.monotonic() + 120
+        output = []
+        for line in proc.stdout:  # bounded by the deadline check and the process's own end
+            output.append(line)
+            if line.startswith("[ 1/") or line.startswith("[1/"):
+                ports = json.loads((run_dir / "lab" / "lab.json").read_text())["ports"]
+                proc.send_signal(signal.SIGINT)
+                break
+            assert time.monotonic() < deadline, "".join(output)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert ports, "".join(output)
+    assert proc.returncode == 130, "".join(output) + rest
+    assert journal_of(run_dir)["status"] == "interrupted"
+    assert not processes_mentioning(str(run_dir))
+    assert not listening(ports.values())
