@@ -50,7 +50,10 @@ from tests._fake_registry import FakeRegistry, build_image, closed_port
             'Basic realm="r", Bearer realm="https://t", service=s',
             [Challenge("basic", {"realm": "r"}), Challenge("bearer", {"realm": "https://t", "service": "s"})],
         ),
-        ('Bearer realm="with \\"quotes\\", commas"', [Challenge("bearer", {"realm": 'with "quotes", commas'})]),
+        (
+            'Bearer realm="with \\"quotes\\", commas"',
+            [Challenge("bearer", {"realm": 'with "quotes", commas'})],
+        ),
         ("", []),
     ],
 )
@@ -234,15 +237,16 @@ def misbehaving_proxy():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-    listener.settimeout(5)
+    listener.settimeout(0.05)  # so the loop notices `stop` promptly
     behaviour = {"mode": "502"}
+    stop = threading.Event()
 
     def serve():
-        while True:
+        while not stop.is_set():
             try:
                 conn, _ = listener.accept()
-            except OSError:
-                return
+            except TimeoutError:
+                continue
             with conn:
                 conn.settimeout(5)
                 conn.recv(4096)
@@ -256,8 +260,9 @@ def misbehaving_proxy():
     try:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}", behaviour
     finally:
-        listener.close()
+        stop.set()
         thread.join(timeout=5)
+        listener.close()
 
 
 @pytest.mark.parametrize("mode, reason", [("502", "Bad Gateway"), ("close", "EOF")])

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import requests
 import tenacity
 
+from chaos import __version__
 from chaos.clients.registry_http import (
     CHUNK_BYTES,
     DENIED,
@@ -44,6 +45,8 @@ from chaos.errors import UsageError
 from chaos.reference import ImageReference
 
 DOCKER_HUB_URL = "https://registry-1.docker.io"
+# Says who is pulling in registry and proxy logs.
+USER_AGENT = f"hub-chaos/{__version__} (builtin: docker-daemon mirror emulation)"
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -109,7 +112,12 @@ class Manifest:
 
 class BuiltinClient:
     """Pull with Docker-daemon mirror semantics; never raises for network or
-    registry failures, they come back as PullResult(ok=False, ...)."""
+    registry failures, they come back as PullResult(ok=False, ...).
+
+    On success served_by and digest name the endpoint that delivered the image
+    and its (platform) manifest digest; on failure both are None, error_code
+    and message are the last endpoint's (Hub's), and attempts tells what each
+    endpoint said."""
 
     def __init__(
         self,
@@ -156,6 +164,7 @@ class BuiltinClient:
             session.trust_env = False
             # Digests are over the bytes as stored: no transparent decompression.
             session.headers["Accept-Encoding"] = "identity"
+            session.headers["User-Agent"] = USER_AGENT
             for name, endpoint in self._endpoints(session):
                 try:
                     digest = self._pull_from(endpoint, run)
@@ -212,7 +221,7 @@ class BuiltinClient:
         """Pull everything from one endpoint; return the platform manifest digest."""
         ref = run.ref
         endpoint.ping()
-        expected = Descriptor(ref.digest, -1) if ref.digest else None
+        expected = Descriptor(ref.digest, -1) if ref.digest else None  # size unknown
         manifest = _fetch_manifest(endpoint, run, ref.reference, expected)
         if manifest.is_index:
             chosen = next(
@@ -237,7 +246,8 @@ class BuiltinClient:
             ),
             reraise=True,
         )
-        for kind, blob in [("config", manifest.config)] + [("layer", l) for l in manifest.layers]:
+        blobs = [("config", manifest.config)] + [("layer", layer) for layer in manifest.layers]
+        for kind, blob in blobs:
             for attempt in retrying:
                 with attempt:
                     _fetch_blob(endpoint, run, kind, blob)

@@ -148,7 +148,8 @@ class Runner:
             proxy_url=self.lab.proxy_url or None,
             ca_file=self.lab.ca_file or None,
             credentials=credentials,
-            timeout=min(CLIENT_TIMEOUT_S, step.timeout_s),
+            # A blob is tried up to 3 times (as dockerd does): keep them all inside the step deadline.
+            timeout=min(CLIENT_TIMEOUT_S, step.timeout_s / 4),
             progress=self.progress,
         )
         return client.pull(action.image)
