@@ -7,6 +7,7 @@ folder is what it really kept (the blog post checks repositories/library/postgre
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +30,40 @@ class MirrorSnapshot:
         }
 
 
-def snapshot(mirror_url: str, storage: Path | None, timeout: float = 10.0) -> MirrorSnapshot:
+SETTLE_DEADLINE_S = 5.0
+SETTLE_INTERVAL_S = 0.2
+
+
+def snapshot(mirror_url: str, storage: Path | None, *, settle: bool = False, timeout: float = 10.0) -> MirrorSnapshot:
+    """settle: wait for the storage size to stop changing (for comparisons)."""
+    if storage is None:
+        size = 0
+    else:
+        size = settled_bytes(storage) if settle else _tree_bytes(storage)
     return MirrorSnapshot(
         catalog=tuple(sorted(_catalog(mirror_url, timeout))),
         stored_repositories=tuple(sorted(_stored_repositories(storage))) if storage else (),
-        storage_bytes=_tree_bytes(storage) if storage else 0,
+        storage_bytes=size,
     )
+
+
+def settled_bytes(storage: Path) -> int:
+    """Storage size once it stops changing.
+
+    distribution's proxy serves a blob to the client while it copies it into
+    its own storage, so the copy can finish after the pull returned; reading
+    too early would blame a later step for this one's writes. Two equal reads
+    SETTLE_INTERVAL_S apart count as settled; SETTLE_DEADLINE_S bounds the wait.
+    """
+    last = _tree_bytes(storage)
+    deadline = time.monotonic() + SETTLE_DEADLINE_S
+    while time.monotonic() < deadline:
+        time.sleep(SETTLE_INTERVAL_S)
+        current = _tree_bytes(storage)
+        if current == last:
+            return current
+        last = current
+    return last
 
 
 def _catalog(mirror_url: str, timeout: float) -> list[str]:
@@ -67,7 +96,9 @@ def _stored_repositories(storage: Path) -> list[str]:
 
 def _tree_bytes(storage: Path) -> int:
     total = 0
-    for dirpath, _, filenames in os.walk(storage):
+    for dirpath, dirnames, filenames in os.walk(storage):
+        # In-flight uploads are scratch space, not content the mirror keeps.
+        dirnames[:] = [d for d in dirnames if d != "_uploads"]
         for name in filenames:
             try:
                 total += os.lstat(os.path.join(dirpath, name)).st_size

@@ -63,6 +63,15 @@ class Runner:
             lab={k: v for k, v in vars(lab).items() if k not in ("users", "process_groups")},
         )
         self._cursor = 0
+        # Steps whose storage size a later check compares against: their
+        # snapshot must wait for the mirror's background writes to land.
+        self._compared = {
+            name
+            for step in scenario.steps
+            if isinstance(step.action, CheckAction)
+            for name in (step.action.storage_unchanged_since, step.action.catalog_unchanged_since)
+            if name
+        }
         # One worker: steps run one at a time; the pool lets a deadline bound each.
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="step")
 
@@ -121,7 +130,7 @@ class Runner:
         record.outcome = outcome
         record.verdicts = [v.to_dict() for v in verdicts]
         record.passed = all(v.ok for v in verdicts)
-        snap = self._snapshot()
+        snap = self._snapshot(settle=step.name in self._compared or step.kind == "check")
         if snap is not None:
             self.snapshots[step.name] = snap
             record.mirror = snap.to_dict()
@@ -180,7 +189,7 @@ class Runner:
         return {"Authorization": f"Bearer {response.json()['token']}"}
 
     def _check(self, action: CheckAction, step: Step) -> tuple[dict, list[Verdict]]:
-        snap = self._snapshot()
+        snap = self._snapshot(settle=True)
         if snap is None:
             raise ChaosError(f"{step.loc}: check needs a mirror to look at")
         verdicts = []
@@ -237,11 +246,11 @@ class Runner:
                 break
         return events
 
-    def _snapshot(self) -> mirror_probe.MirrorSnapshot | None:
+    def _snapshot(self, *, settle: bool = False) -> mirror_probe.MirrorSnapshot | None:
         if not self.lab.mirror_url:
             return None
         storage = Path(self.lab.mirror_storage) if self.lab.mirror_storage else None
-        return mirror_probe.snapshot(self.lab.mirror_url, storage)
+        return mirror_probe.snapshot(self.lab.mirror_url, storage, settle=settle)
 
     def _clear_faults(self) -> None:
         """A fault must never outlive its run, whatever ended the run."""

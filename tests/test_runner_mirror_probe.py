@@ -1,0 +1,49 @@
+"""Reading what a mirror holds from its storage folder."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from chaos.runner import mirror_probe
+
+REPOS = "docker/registry/v2/repositories"
+
+
+def make_repo(storage, name, with_manifest=True):
+    repo = storage / REPOS / name
+    (repo / "_layers").mkdir(parents=True)
+    if with_manifest:
+        link = repo / "_manifests" / "revisions" / "sha256" / ("a" * 64) / "link"
+        link.parent.mkdir(parents=True)
+        link.write_text("sha256:" + "a" * 64)
+
+
+def test_stored_repositories_need_a_manifest(tmp_path):
+    make_repo(tmp_path, "library/alpine")
+    make_repo(tmp_path, "alice/app")
+    make_repo(tmp_path, "library/half", with_manifest=False)
+    assert sorted(mirror_probe._stored_repositories(tmp_path)) == ["alice/app", "library/alpine"]
+
+
+def test_uploads_in_flight_are_not_counted(tmp_path):
+    (tmp_path / "blob").write_bytes(b"x" * 100)
+    uploads = tmp_path / REPOS / "library/alpine/_uploads/u1"
+    uploads.mkdir(parents=True)
+    (uploads / "data").write_bytes(b"y" * 1000)
+    assert mirror_probe._tree_bytes(tmp_path) == 100
+
+
+def test_settled_bytes_waits_for_background_writes(tmp_path):
+    # A writer still copying (as distribution does after serving a blob).
+    def writer():
+        for i in range(4):
+            (tmp_path / f"part{i}").write_bytes(b"z" * 10)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert mirror_probe.settled_bytes(tmp_path) == 40
+    finally:
+        thread.join(timeout=5)
