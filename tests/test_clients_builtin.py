@@ -384,7 +384,9 @@ def test_hub_tls_is_verified_against_ca_file(tmp_path, image):
 # --------------------------------------------------------------------------- progress
 
 
-def test_progress_lines_name_image_blob_and_megabytes(hub):
+def test_progress_lines_name_image_blob_and_megabytes(hub, monkeypatch):
+    # Report from the first chunk on (by default only pulls still running after 0.25 s report).
+    monkeypatch.setattr("chaos.clients.builtin.PROGRESS_INTERVAL_S", 0.0)
     lines: list[str] = []
     assert client(hub, progress=lines.append).pull(ALPINE).ok
     assert lines

@@ -263,7 +263,8 @@ class _PullRun:
         self.scope = f"repository:{ref.repository}:pull"
         self.bytes = 0
         self._progress = progress
-        self._last_report = float("-inf")
+        # Quick pulls stay quiet; a pull still running after the interval reports.
+        self._last_report = time.monotonic()
 
     def say(self, line: str) -> None:
         if self._progress:
