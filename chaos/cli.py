@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from chaos.errors import ChaosError, EnvironmentProblem, UsageError
+from chaos.errors import ChaosError, UsageError
 
 DEFAULT_LAB_DIR = Path(".chaos/lab")
 EXIT_INTERRUPTED = 130
@@ -56,43 +55,130 @@ def main() -> None:
 # -- run / validate ------------------------------------------------------------
 
 
+def _scenario_files(paths: tuple[Path, ...]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                raise UsageError(f"{path}: no scenario files (*.yaml, *.yml) in this folder")
+            files.extend(found)
+        else:
+            files.append(path)  # a missing file is reported by the loader, with its name
+    return files
+
+
+def _load_all(paths: tuple[Path, ...], var_pairs: tuple[str, ...]):
+    from chaos.scenario.loader import load_scenario
+    from chaos.scenario.variables import parse_overrides
+
+    overrides = parse_overrides(var_pairs)
+    return [load_scenario(path, overrides=overrides) for path in _scenario_files(paths)]
+
+
+_var_option = click.option("--var", "var_pairs", multiple=True, metavar="NAME=VALUE",
+                           help="Set a scenario variable (beats the environment and the file's defaults).")
+
+
 @main.command()
-@click.argument("scenario_file", type=click.Path(path_type=Path))
+@click.argument("scenario_paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="Folder for journal.json and component logs (default: runs/<time>-<scenario>).")
-def run(scenario_file: Path, run_dir: Path | None) -> None:
-    """Start the embedded lab, run SCENARIO_FILE's steps, judge them, stop the lab."""
+@click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag (repeatable: any of them).")
+@_var_option
+@click.option("--engine", type=click.Choice(["builtin"]), default="builtin", show_default=True,
+              help="Client that pulls (steps may choose their own).")
+@click.option("--keep-lab", is_flag=True, help="Leave the lab running after the run (stop it with `chaos lab down`).")
+@click.option("--dry-run", is_flag=True, help="Validate and print the plan; start nothing.")
+def run(scenario_paths, run_dir, tags, var_pairs, engine, keep_lab, dry_run) -> None:
+    """Run scenario files (or every scenario in a folder) and judge them.
+
+    Each scenario gets its own embedded lab (or its target), its own run folder
+    and journal.json. Exit 0 when every expectation held, 1 when one failed.
+    """
+    from chaos.report.console import plan
+
+    scenarios = _load_all(scenario_paths, var_pairs)  # any bad file: exit 2 before anything starts
+    if tags:
+        scenarios = [s for s in scenarios if set(tags) & set(s.tags)]
+        if not scenarios:
+            raise UsageError(f"no scenario has any of the tags: {', '.join(tags)}")
+    if keep_lab and len(scenarios) > 1:
+        raise UsageError("--keep-lab: give a single scenario (each scenario has its own lab)")
+    if dry_run:
+        for scenario in scenarios:
+            click.echo(plan(scenario))
+        return
+    journals = []
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+    for scenario in scenarios:
+        if run_dir is None:
+            folder = Path("runs") / f"{stamp}-{scenario.name}"
+        else:
+            folder = run_dir if len(scenarios) == 1 else run_dir / scenario.name
+        journals.append((scenario, _run_one(scenario, folder, engine, keep_lab)))
+    if len(journals) > 1:
+        failed = [s.name for s, j in journals if j.status != "completed"]
+        click.echo(f"{len(journals) - len(failed)}/{len(journals)} scenarios passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    sys.exit(0 if all(j.status == "completed" for _, j in journals) else 1)
+
+
+def _run_one(scenario, run_dir: Path, engine: str, keep_lab: bool):
     from chaos.lab.lab import Lab
+    from chaos.lab.target import state_for_target
     from chaos.report.console import step_line, summary_line
     from chaos.runner.runner import Runner
-    from chaos.scenario.loader import load_scenario
 
-    scenario = load_scenario(scenario_file)  # bad scenario: exit 2 before any process starts
-    run_dir = run_dir or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{scenario.name}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    click.echo(f"scenario {scenario.name}: {len(scenario.steps)} steps  (run folder {run_dir})")
-    total = len(scenario.steps)
-    name_width = max(len(step.name) for step in scenario.steps)
-    with Lab(scenario.lab, run_dir / "lab", progress=_echo_progress) as lab:
+    where = f"target {scenario.target.mirror_url}" if scenario.target else "embedded lab"
+    click.echo(f"scenario {scenario.name}: {len(scenario.all_steps())} steps against the {where}  (run folder {run_dir})")
+    name_width = max(len(step.name) for step in scenario.all_steps())
+
+    def execute(state, lab_handle):
         runner = Runner(
-            scenario, lab.state, run_dir,
-            on_step_end=lambda i, step, record: click.echo(step_line(i, total, step, record, name_width)),
+            scenario, state, run_dir, lab_handle=lab_handle, engine=engine,
+            on_step_end=lambda i, step, record: click.echo(step_line(i, runner.total_steps, step, record, name_width)),
             progress=_echo_progress,
         )
-        journal = runner.run()
-    click.echo(summary_line(journal, str(runner.journal_path)))
-    sys.exit(0 if journal.status == "completed" else 1)
+        try:
+            journal = runner.run()
+        except KeyboardInterrupt:
+            click.echo(summary_line(runner.journal, str(runner.journal_path)))
+            raise
+        click.echo(summary_line(journal, str(runner.journal_path)))
+        return journal
+
+    if scenario.target:
+        return execute(state_for_target(scenario.target), None)
+    lab = Lab(scenario.lab, run_dir / "lab", progress=_echo_progress, detached=keep_lab)
+    lab.start()
+    try:
+        journal = execute(lab.state, lab)
+    except BaseException:
+        lab.stop()
+        raise
+    if keep_lab:
+        click.echo(f"lab left running: chaos lab status --lab-dir {run_dir / 'lab'}  /  chaos lab down --lab-dir {run_dir / 'lab'}")
+    else:
+        lab.stop()
+    return journal
 
 
 @main.command()
-@click.argument("scenario_files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(scenario_files: tuple[Path, ...]) -> None:
-    """Check scenario files without starting anything."""
-    from chaos.scenario.loader import load_scenario
+@click.argument("scenario_paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_var_option
+def validate(scenario_paths, var_pairs) -> None:
+    """Check scenario files (or folders of them) without starting anything."""
+    for scenario in _load_all(scenario_paths, var_pairs):
+        click.echo(f"{scenario.path}: ok ({scenario.name}, {len(scenario.all_steps())} steps, {len(scenario.lab.images)} images)")
 
-    for path in scenario_files:
-        scenario = load_scenario(path)
-        click.echo(f"{path}: ok ({scenario.name}, {len(scenario.steps)} steps, {len(scenario.lab.images)} images)")
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files (for editors: VS Code's YAML extension)."""
+    from chaos.scenario.schema import schema_json
+
+    click.echo(schema_json(), nl=False)
 
 
 # -- pull ----------------------------------------------------------------------

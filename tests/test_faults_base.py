@@ -1,22 +1,34 @@
 from dataclasses import dataclass
 
+import asyncio
+
 import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow
 
 from chaos.errors import UsageError
 from chaos.faults.base import (
+    APPLIED,
     DEFAULT_TTL_S,
+    BodyFilter,
+    Counters,
     DuplicateFault,
     FaultKind,
     FaultSet,
     FaultSpecError,
+    FilterChain,
+    Lifetime,
     Match,
+    ParamError,
     UnknownFault,
+    body_filters,
+    hold_request,
+    needs_hold,
     parse_fault_spec,
     run_hook,
 )
-from chaos.faults.registry import kinds, register
+from chaos.faults.registry import kinds, load_errors, register
+from chaos.faults.triggers import Trigger
 from chaos.proxy.classify import Endpoint
 
 NOW = 1_000_000.0
@@ -34,6 +46,10 @@ class _Tunable(FaultKind):
         ratio: float = 1.0
         enabled: bool = True
         label: str | None = None
+
+        def __post_init__(self):
+            if self.delay_ms == 13:
+                raise ParamError("delay_ms", "unlucky")
 
 
 def spec(**overrides):
@@ -58,7 +74,9 @@ def test_full_spec_round_trips_through_to_dict():
             "endpoints": ["manifest", "blob"],
             "methods": ["get"],
             "repository": "library/*",
+            "clients": ["127.0.0.2", "127.0.0.*", "127.0.0.0/30", "::1"],
         },
+        trigger={"probability": 0.5, "seed": 1, "first": 3, "flap": {"period_s": 2, "down_fraction": 0.5}},
         ttl_s=10,
     )
     assert parsed.params == _Tunable.Params(delay_ms=5, ratio=1.0, label="x")
@@ -101,6 +119,18 @@ def test_full_spec_round_trips_through_to_dict():
         ({"ttl_s": "300"}, "ttl_s"),
         ({"ttl_s": 5, "expires_at": NOW + 5}, "ttl_s"),
         ({"expires_at": NOW - 1}, "expires_at"),
+        ({"kind": "test-tunable", "params": {"delay_ms": 13}}, "params.delay_ms"),
+        ({"match": {"endpoints": ["manifest_by_tag"]}}, "match.endpoints"),
+        ({"match": {"clients": ["localhost"]}}, "match.clients"),
+        ({"match": {"clients": ["127.0.0.1/33"]}}, "match.clients"),
+        ({"match": {"clients": ["127.0.0.256"]}}, "match.clients"),
+        ({"match": {"clients": ["1.2.3.4.*"]}}, "match.clients"),
+        ({"match": {"clients": ["127.0.[01].*"]}}, "match.clients"),
+        ({"match": {"clients": "127.0.0.1"}}, "match.clients"),
+        ({"trigger": {"probability": 1.5}}, "trigger.probability"),
+        ({"trigger": {"flap": {"period_s": -1, "down_fraction": 0.5}}}, "trigger.flap.period_s"),
+        ({"trigger": {"start_after_s": 300}}, "trigger.start_after_s"),
+        ({"trigger": {"start_after_s": 5}, "ttl_s": 5}, "trigger.start_after_s"),
     ],
 )
 def test_bad_specs_name_the_field(overrides, field):
@@ -232,3 +262,206 @@ def test_registry_requires_a_name():
 
     with pytest.raises(TypeError, match="name"):
         register(Nameless)
+
+
+def test_trigger_errors_read_as_the_field_then_the_problem():
+    with pytest.raises(FaultSpecError) as caught:
+        spec(trigger={"probability": 1.5})
+    assert str(caught.value) == "trigger.probability: expected a number from 0 to 1, got 1.5"
+
+
+MANIFEST_BY_DIGEST = Endpoint("registry", "manifest", "library/alpine", "sha256:" + "a" * 64, "digest")
+BLOB = Endpoint("registry", "blob", "library/alpine", "sha256:" + "a" * 64, "digest")
+
+
+@pytest.mark.parametrize(
+    "endpoints, endpoint, expected",
+    [
+        (("manifest",), MANIFEST, True),
+        (("manifest",), MANIFEST_BY_DIGEST, True),
+        (("manifest_tag",), MANIFEST, True),
+        (("manifest_tag",), MANIFEST_BY_DIGEST, False),
+        (("manifest_digest",), MANIFEST_BY_DIGEST, True),
+        (("manifest_digest",), MANIFEST, False),
+        (("manifest_digest",), BLOB, False),
+        (("blob", "manifest_tag"), BLOB, True),
+    ],
+)
+def test_manifests_can_be_selected_by_tag_or_by_digest(endpoints, endpoint, expected):
+    assert Match(endpoints=endpoints).matches("h", "GET", endpoint) is expected
+
+
+@pytest.mark.parametrize(
+    "clients, client, expected",
+    [
+        (("127.0.0.2",), "127.0.0.2", True),
+        (("127.0.0.2",), "127.0.0.1", False),
+        (("127.0.0.*",), "127.0.0.9", True),
+        (("127.0.0.0/30",), "127.0.0.3", True),
+        (("127.0.0.0/30",), "127.0.0.4", False),
+        (("127.0.0.0/30",), "::1", False),
+        (("::1",), "::1", True),
+        (("127.0.0.1",), None, False),
+        ((), None, True),
+    ],
+)
+def test_match_by_client_address(clients, client, expected):
+    assert Match(clients=clients).matches("h", "GET", MANIFEST, client) is expected
+
+
+def test_specs_carry_counters_that_input_ignores():
+    faults = FaultSet(clock=Clock())
+    faults.add(spec(trigger={"first": 1}))
+    faults.fire("registry-1.docker.io", "GET", MANIFEST)
+    faults.fire("registry-1.docker.io", "GET", MANIFEST)
+    [listed] = faults.specs()
+    assert listed.counters == Counters(matched=2, fired=1, applied=0)
+    data = listed.to_dict()
+    assert data["counters"] == {"matched": 2, "fired": 1, "applied": 0}
+    assert parse_fault_spec(data, now=NOW) == listed  # a listed fault can be sent back as it is
+
+
+def test_fire_decides_for_every_matching_fault_in_insertion_order():
+    faults = FaultSet(clock=Clock())
+    faults.add(spec(name="b-first-once", trigger={"first": 1}))
+    faults.add(spec(name="a-always"))
+    faults.add(spec(name="auth-only", match={"roles": ["auth"]}))
+    fire = lambda: [a.spec.name for a in faults.fire("registry-1.docker.io", "GET", MANIFEST)]  # noqa: E731
+    assert fire() == ["b-first-once", "a-always"]
+    assert fire() == ["a-always"]
+    assert [s.counters.matched for s in faults.specs()] == [2, 2, 0]
+
+
+def test_connects_count_only_for_kinds_that_act_on_them():
+    faults = FaultSet(clock=Clock())
+    faults.add(spec(name="refuse"))
+    faults.add(spec(name="reset", kind="reset"))
+    fired = faults.fire("registry-1.docker.io", "CONNECT", CONNECT, connect=True)
+    assert [a.spec.name for a in fired] == ["refuse"]
+    assert [s.counters.matched for s in faults.specs()] == [1, 0]
+
+
+def test_time_window_is_measured_from_when_the_fault_was_added():
+    clock = Clock()
+    faults = FaultSet(clock=clock)
+    clock.now = NOW + 50  # parsed at NOW, added 50 s later
+    faults.add(spec(trigger={"start_after_s": 10}))
+    clock.now = NOW + 55
+    assert faults.fire("h", "GET", MANIFEST) == []
+    clock.now = NOW + 61
+    assert len(faults.fire("h", "GET", MANIFEST)) == 1
+
+
+def test_replacing_a_fault_starts_its_counters_afresh():
+    faults = FaultSet(clock=Clock())
+    faults.add(spec(trigger={"first": 1}))
+    assert faults.fire("h", "GET", MANIFEST)
+    assert not faults.fire("h", "GET", MANIFEST)
+    faults.replace(spec(trigger={"first": 1}))
+    assert faults.fire("h", "GET", MANIFEST)
+
+
+def test_applied_counts_once_per_flow_and_names_the_fault_on_the_flow():
+    faults = FaultSet(clock=Clock())
+    faults.add(spec(name="rst", kind="reset"))
+    flow = tflow.tflow(resp=True)
+    fired = faults.fire("h", "GET", MANIFEST)
+    run_hook(fired, "on_response_headers", flow)
+    assert flow.metadata[APPLIED] == ["rst"]
+    assert faults.specs()[0].counters.applied == 1
+
+
+def test_lifetime_wait_ends_on_removal_timeout_expiry_or_abandon():
+    clock = Clock()
+
+    async def scenario():
+        life = Lifetime(expires_at=NOW + 100, clock=clock)
+        assert await life.wait(0.01) is False  # timed out, fault still on
+        asyncio.get_running_loop().call_later(0.01, life.end)
+        assert await life.wait() is True
+        assert await Lifetime(NOW - 1, clock).wait() is True  # already expired
+        assert await Lifetime(NOW + 100, clock).wait(abandoned=lambda: True) is False
+
+    asyncio.run(scenario())
+
+
+def test_removing_a_fault_ends_its_lifetime():
+    faults = FaultSet(clock=Clock())
+    faults.add(spec())
+    [active] = faults.matching("h", "GET", MANIFEST)
+    faults.remove("hub-down")
+    assert active.lifetime.ended
+
+
+class _Hold(FaultKind):
+    name = "test-hold"
+    log: list = []
+
+    async def hold_request(self, flow, lifetime):
+        self.log.append(self.params)
+        await asyncio.sleep(0)
+        return True
+
+
+class _Tag(BodyFilter):
+    def __init__(self, tag):
+        self.tag = tag
+        self.closed = False
+
+    def __call__(self, chunk):
+        return chunk + self.tag
+
+    def close(self):
+        self.closed = True
+
+
+class _Tagger(FaultKind):
+    name = "test-tagger"
+
+    def body_filter(self, flow):
+        return _Tag(self.params)
+
+
+register(_Hold)
+register(_Tagger)
+
+
+class _Active:
+    def __init__(self, kind, name):
+        self.kind = kind
+        self.applied = 0
+        self.lifetime = None
+        self.spec = type("S", (), {"name": name})()
+
+
+def test_holds_run_in_order_and_stop_once_the_flow_is_killed():
+    _Hold.log.clear()
+    holds = [_Active(_Hold("one"), "one"), _Active(_Hold("two"), "two")]
+    assert needs_hold(holds) and not needs_hold([_Active(FaultKind(None), "x")])
+    flow = tflow.tflow()
+    asyncio.run(hold_request(holds, flow))
+    assert _Hold.log == ["one", "two"] and flow.metadata[APPLIED] == ["one", "two"]
+
+    _Hold.log.clear()
+    killed = tflow.tflow()
+    killed.kill()
+    asyncio.run(hold_request(holds, killed))
+    assert _Hold.log == ["one"]
+
+
+def test_body_filters_chain_in_fault_order_before_the_sink():
+    faults = [_Active(_Tagger(b"1"), "one"), _Active(_Tagger(b"2"), "two")]
+    flow = tflow.tflow(resp=True)
+    filters = body_filters(faults, flow)
+    seen = []
+    chain = FilterChain(filters, lambda chunk: seen.append(chunk) or chunk)
+    assert chain(b"x") == b"x12" and seen == [b"x12"]
+    assert not chain.ends_response
+    chain.close()
+    assert all(f.closed for _, f in filters)
+    assert flow.metadata[APPLIED] == ["one", "two"]
+
+
+def test_builtin_kinds_are_discovered_without_a_list():
+    assert {"refuse", "reset", "blackhole", "latency", "bandwidth", "stall", "truncate", "corrupt"} <= set(kinds())
+    assert dict(load_errors()) == {}

@@ -1,3 +1,4 @@
+import asyncio
 import json
 
 import pytest
@@ -221,3 +222,81 @@ def test_tap_capacity_option_bounds_the_tap():
             finish(hub, flow)
     page = hub.tap.since(0)
     assert (page.dropped, len(page.events)) == (1, 2)
+
+
+def test_without_faults_the_stream_is_the_bare_byte_counter(addon):
+    flow = request_flow("/v2/library/a/blobs/sha256:" + "a" * 64)
+    assert addon.requestheaders(flow) is None
+    flow.response = http.Response.make(200, b"")
+    addon.responseheaders(flow)
+    assert type(flow.response.stream).__name__ == "ByteCounter"
+
+
+def test_trigger_first_acts_on_the_first_matching_requests_only(addon):
+    add_fault(addon, name="twice", kind="refuse", trigger={"first": 2})
+    flows = [request_flow() for _ in range(3)]
+    for flow in flows:
+        addon.requestheaders(flow)
+    assert [f.error is not None for f in flows] == [True, True, False]
+    [listed] = addon.faults.specs()
+    assert listed.counters.to_dict() == {"matched": 3, "fired": 2, "applied": 2}
+
+
+def test_faults_can_target_one_client_address(addon):
+    add_fault(addon, name="one", kind="refuse", match={"clients": ["127.0.0.2"]})
+    other, targeted = request_flow(), request_flow()
+    targeted.client_conn.peername = ("127.0.0.2", 40000)
+    addon.requestheaders(other)
+    addon.requestheaders(targeted)
+    assert other.error is None and targeted.error is not None
+
+
+def test_waiting_faults_make_requestheaders_return_an_awaitable(addon):
+    add_fault(addon, name="slow", kind="latency", params={"delay_ms": 20})
+    flow = request_flow("/v2/library/a/manifests/1")
+    pending = addon.requestheaders(flow)
+    assert flow.request.port == 5001  # routed before the wait
+    asyncio.run(pending)
+    assert flow.error is None
+    finish(addon, flow)
+    [event] = addon.tap.since(0).events
+    assert event["fault"] == "slow"
+
+
+def test_body_filters_run_in_fault_order_and_the_tap_counts_what_the_client_got(addon):
+    addon.tctx.configure(addon, hub_faults=json.dumps([
+        {"name": "rot", "kind": "corrupt", "params": {"at_byte": 0}},
+        {"name": "cut", "kind": "truncate", "params": {"after_bytes": 3}},
+    ]))  # fmt: skip
+    flow = request_flow("/v2/library/a/blobs/sha256:" + "a" * 64)
+    addon.requestheaders(flow)
+    flow.response = http.Response.make(200, b"")
+    flow.response.headers["Content-Length"] = "6"
+    addon.responseheaders(flow)
+    sent = flow.response.stream(b"\x00" * 6) + flow.response.stream(b"")
+    assert sent == b"\xff\x00\x00"  # corrupted first, then cut
+    pending = addon.response(flow)
+    assert pending is not None and not addon.tap.since(0).events  # recorded after the cut
+    asyncio.run(pending)
+    [event] = addon.tap.since(0).events
+    assert (event["status"], event["bytes"], event["fault"]) == (None, 3, "rot,cut")
+    assert event["error"] == "Connection killed."
+
+
+def test_requests_are_in_flight_until_recorded():
+    from mitmproxy.test import taddons, tflow
+
+    from chaos.proxy.addon import HubChaos
+
+    addon = HubChaos()
+    with taddons.context(addon):
+        flow = tflow.tflow()
+        flow.request.host = "registry-1.docker.io"
+        flow.request.path = "/v2/library/alpine/manifests/3.19"
+        flow.response = None
+        addon.requestheaders(flow)
+        assert addon.in_flight == {flow.id}
+        flow.response = tflow.tresp()
+        addon.response(flow)
+        assert addon.in_flight == set()
+        assert addon.tap.last_id == 1

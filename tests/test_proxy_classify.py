@@ -1,6 +1,6 @@
 import pytest
 
-from chaos.proxy.classify import Endpoint, classify, role_of
+from chaos.proxy.classify import ENDPOINT_SELECTORS, KINDS, Endpoint, classify, role_of
 
 DIGEST = "sha256:" + "ab" * 32
 HEX = "ab" * 32
@@ -121,3 +121,12 @@ def test_role_comes_from_the_host_name(host, role):
 )
 def test_classify(host, method, path, expected):
     assert classify(host, method, path) == expected
+
+
+def test_manifest_selectors_tell_tags_from_digests():
+    by_tag = classify("registry-1.docker.io", "GET", "/v2/library/a/manifests/3")
+    by_digest = classify("registry-1.docker.io", "GET", "/v2/library/a/manifests/sha256:" + "a" * 64)
+    assert by_tag.selected_by(("manifest_tag",)) and not by_tag.selected_by(("manifest_digest",))
+    assert by_digest.selected_by(("manifest_digest",)) and not by_digest.selected_by(("manifest_tag",))
+    assert by_tag.selected_by(("manifest",)) and by_digest.selected_by(("manifest",))
+    assert set(ENDPOINT_SELECTORS) == set(KINDS) | {"manifest_tag", "manifest_digest"}

@@ -17,9 +17,10 @@ class Api:
     def __init__(self):
         self.faults = FaultSet()
         self.tap = EventTap(capacity=3)
+        self.in_flight = 0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.server = ControlServer(self.faults, lambda: self.tap)
+        self.server = ControlServer(self.faults, lambda: self.tap, lambda: self.in_flight)
 
     def __enter__(self):
         self.thread.start()
@@ -63,9 +64,10 @@ def record(tap, path):
     tap.append({**{name: None for name in EVENT_FIELDS}, "path": path})
 
 
-def test_health_reports_faults_and_last_event(api, client):
+def test_health_reports_faults_last_event_and_requests_in_flight(api, client):
     record(api.tap, "/v2/")
-    assert client.health() == {"ok": True, "faults": 0, "last_event": 1}
+    api.in_flight = 2
+    assert client.health() == {"ok": True, "faults": 0, "last_event": 1, "in_flight": 2}
 
 
 def test_fault_lifecycle(client):

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from chaos.runner.expectations import evaluate, upstream_counts
-from chaos.scenario.model import Expectation
+from chaos.scenario.model import Comparison, Expectation
 
 OK_FROM_MIRROR = {"ok": True, "served_by": "mirror", "digest": "sha256:aa", "error_code": None, "message": None}
 DENIED = {"ok": False, "served_by": None, "digest": None, "error_code": "UNAUTHORIZED",
@@ -18,7 +18,8 @@ TOKEN = {"kind": "token", "status": 200, "bytes": 50}
 
 
 def verdicts(expect, outcome, events=(), digests=None):
-    return {v.what: v for v in evaluate(expect, outcome, list(events), digests or {})}
+    outcomes = outcome if isinstance(outcome, list) else [outcome]
+    return {v.what: v for v in evaluate(expect, outcomes, list(events), digests or {})}
 
 
 def test_no_expectation_means_the_step_must_succeed():
@@ -65,6 +66,33 @@ def test_same_digest_as_an_earlier_step():
 def test_upstream_counts_by_kind():
     events = [TOKEN, TOKEN, BLOB_FROM_UPSTREAM, {"kind": "blob", "status": 404, "bytes": 99}]
     assert upstream_counts(events) == {"requests": 4, "blob_bytes": 1234, "token": 2, "blob": 2}
-    result = verdicts(Expectation(upstream=(("token", 2), ("manifest", 0), ("blob_bytes", 0))), OK_FROM_MIRROR, events)
+    wanted = (("token", Comparison("==", 2)), ("manifest", Comparison("==", 0)), ("blob_bytes", Comparison("==", 0)))
+    result = verdicts(Expectation(upstream=wanted), OK_FROM_MIRROR, events)
     assert result["upstream.token"].ok and result["upstream.manifest"].ok
     assert not result["upstream.blob_bytes"].ok and result["upstream.blob_bytes"].actual == 1234
+
+
+def test_every_attempt_must_hold_without_a_success_rate():
+    result = verdicts(Expectation(served_by="mirror"), [OK_FROM_MIRROR, {**OK_FROM_MIRROR, "served_by": "hub"}])
+    assert not result["served_by"].ok
+    assert result["served_by"].actual == ["mirror", "hub"]
+
+
+def test_success_rate_counts_attempts_meeting_every_expectation():
+    attempts = [OK_FROM_MIRROR] * 9 + [DENIED]
+    assert verdicts(Expectation(success_rate=Comparison(">=", 0.9)), attempts)["success_rate"].ok
+    failed = verdicts(Expectation(success_rate=Comparison(">=", 0.95)), attempts)["success_rate"]
+    assert not failed.ok and failed.actual == 0.9
+    # served_by is part of what a success means.
+    assert verdicts(Expectation(served_by="hub", success_rate=Comparison(">=", 0.1)), attempts)["success_rate"].actual == 0.0
+
+
+def test_within_is_a_time_budget_per_attempt():
+    assert verdicts(Expectation(within_s=1.0), {**OK_FROM_MIRROR, "seconds": 0.4})["within"].ok
+    slow = verdicts(Expectation(within_s=1.0), {**OK_FROM_MIRROR, "seconds": 1.7})["within"]
+    assert not slow.ok and slow.actual == "1.7s"
+
+
+@pytest.mark.parametrize("op,value,actual,holds", [("==", 3, 3, True), (">=", 0.95, 0.9, False), ("<", 10, 9, True), ("!=", 0, 0, False)])
+def test_comparisons(op, value, actual, holds):
+    assert Comparison(op, value).holds(actual) is holds

@@ -10,7 +10,7 @@ import pytest
 
 from chaos.errors import ScenarioError
 from chaos.scenario.loader import load_scenario
-from chaos.scenario.model import CheckAction, FaultAction, PullAction, PushAction
+from chaos.scenario.model import CheckAction, Comparison, FaultAction, PullAction, PushAction
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -58,11 +58,11 @@ def test_flagship_scenario_parses():
 def test_good_scenario_becomes_dataclasses(tmp_path):
     scenario = load_scenario(write(tmp_path, GOOD))
     warm, private, look, down, again, clear = scenario.steps
-    assert isinstance(warm.action, PullAction) and warm.action.image.repository == "library/alpine"
+    assert isinstance(warm.action, PullAction) and warm.action.images[0].repository == "library/alpine"
     assert private.action.login == "alice"
     assert isinstance(look.action, CheckAction) and look.action.cached == ("library/alpine",)
     assert isinstance(down.action, FaultAction) and down.action.name == "hub-down"
-    assert again.expect.same_digest_as == "warm" and again.expect.upstream == (("blob_bytes", 0),)
+    assert again.expect.same_digest_as == "warm" and again.expect.upstream == (("blob_bytes", Comparison("==", 0)),)
     assert clear.name == "06-clear" and clear.action.names == ()
     assert scenario.lab.images[1].size_bytes == 2_000_000  # default size for a bare reference
     assert warm.loc.endswith("s.yaml:10")
@@ -94,6 +94,30 @@ BAD = [
     ("name: t\nsteps:\n  - fault: {name: x, kind: refuze}\n", 3, "refuze"),
     ("name: t\nsteps:\n  - push: {image: a/b:1, to: cdn}\n", 3, "unknown push target 'cdn'"),
     ("name: t\nname: u\nsteps: []\n", 2, "duplicate key 'name'"),
+    # the full language (issue 4)
+    ("name: t\nsteps:\n  - pull: ${IMAGE}\n", 3, "undefined variable 'IMAGE'"),
+    ("name: t\nsteps:\n  - pull: ${IMAGE\n", 3, "malformed variable reference"),
+    ("name: t\nsteps:\n  - fault: {name: slow, kind: refuse, ttl_s: -1}\n", 3, "fault: ttl_s"),
+    ("name: t\nsteps:\n  - fault:\n      name: x\n      kind: refuse\n      match: {roles: [hubb]}\n", 6, "match.roles"),
+    ("name: t\nsteps:\n  - wait: forever\n", 3, "wait: expected a duration"),
+    ("name: t\nsteps:\n  - wait: {until: {cached: [alpine]}, intervall: 1s}\n", 3, "did you mean 'interval'?"),
+    ("name: t\nsteps:\n  - restart: mirorr\n", 3, "did you mean 'mirror'?"),
+    ("name: t\nsteps:\n  - publish: {image: alpine:3.20, size: huge}\n", 3, "size:"),
+    ("name: t\nsteps:\n  - pull: alpine\n    repeat: {times: 3, duration: 5s}\n", 4, "exactly one of times or duration"),
+    ("name: t\nsteps:\n  - fault: {name: x, kind: refuse}\n    repeat: 3\n", 4, "only pull, push, check steps repeat"),
+    ("name: t\nsteps:\n  - pull: alpine\n    expect: {success_rate: '>= 0.9'}\n", 4, "needs repeat"),
+    ("name: t\nsteps:\n  - pull: alpine\n    repeat: 5\n    expect: {success_rate: '>= 1.5'}\n", 5, "fraction from 0 to 1"),
+    ("name: t\nsteps:\n  - pull: alpine\n    expect: {within: -1s}\n", 4, "within:"),
+    ("name: t\nsteps:\n  - pull: alpine\n    engine: dockr\n", 4, "unknown engine 'dockr'"),
+    ("name: t\nsteps:\n  - check: {tap: {counts: {manifests: 1}}}\n", 3, "did you mean 'manifest'?"),
+    ("name: t\nsteps:\n  - clear: all\n    expect: {served_by: mirror}\n", 4, "not meaningful for a clear step"),
+    ("name: t\nsteps:\n  - push: {image: a/b:1, to: hub}\n", 3, "push to hub needs a login"),
+    ("name: t\ntarget: {mirror: 'http://m:5000', control: 'http://c:5380'}\nsteps:\n  - restart: mirror\n", 4, "needs the embedded lab"),
+    ("name: t\ntarget: {mirror: 'ftp://m', control: 'http://c:5380'}\nsteps:\n  - pull: alpine\n", 2, "target.mirror: expected an http"),
+    ("name: t\nlab: {}\ntarget: {mirror: 'http://m', control: 'http://c'}\nsteps:\n  - pull: alpine\n", 3, "either lab"),
+    ("name: t\ntags: [Smoke]\nsteps:\n  - pull: alpine\n", 2, "tags: expected lowercase"),
+    ("name: t\nsteady_state:\n  - {name: a, pull: alpine}\nsteps:\n  - {name: a, pull: alpine}\n", 5, "duplicate step name 'a'"),
+    ("name: t\nsteps:\n  - check: {storage_grew_since: later}\n  - {name: later, pull: alpine}\n", 3, "names a later step"),
 ]
 
 
@@ -118,3 +142,64 @@ def test_push_defaults(tmp_path):
     scenario = load_scenario(write(tmp_path, "name: t\nsteps:\n  - push: {image: a/b:1}\n"))
     action = scenario.steps[0].action
     assert isinstance(action, PushAction) and action.to == "mirror" and action.size_bytes == 1_000_000
+
+
+FULL = """\
+name: full
+tags: [smoke, outage]
+variables:
+  IMAGE: alpine:3.19
+  ROUNDS: 3
+defaults: {timeout: 45s}
+lab:
+  users: [{name: alice, password: pw}]
+  images: [{ref: "${IMAGE}", size: 1MB}]
+steady_state:
+  - name: healthy
+    pull: ${IMAGE}
+steps:
+  - name: many
+    pull: [alpine:3.19, "${EXTRA:-nginx:1.25}"]
+    concurrency: 2
+    expect: {success_rate: ">= 0.5"}
+  - name: again
+    pull: ${IMAGE}
+    repeat: {times: "${ROUNDS}", interval: 100ms}
+    expect: {within: 2s, upstream: {manifest: "<= 3"}}
+  - name: publish-new
+    publish: {image: "${IMAGE}", seed: v2}
+  - name: settle
+    wait: {until: {cached: [alpine], tap: {since: healthy, counts: {manifest: ">= 1"}}}, interval: 200ms}
+  - restart: mirror
+    expect: {ok: false, message: panic}
+rollback:
+  - clear: all
+"""
+
+
+def test_full_language_parses(tmp_path):
+    scenario = load_scenario(write(tmp_path, FULL), overrides={"ROUNDS": "4"}, environ={})
+    assert scenario.tags == ("smoke", "outage")
+    assert [s.name for s in scenario.steady_state] == ["healthy"]
+    assert [s.name for s in scenario.rollback] == ["rollback-01-clear"]
+    many, again, publish, settle, restart = scenario.steps
+    assert [i.familiar for i in many.action.images] == ["alpine:3.19", "nginx:1.25"]
+    assert many.action.concurrency == 2 and str(many.expect.success_rate) == ">= 0.5"
+    assert again.repeat.times == 4 and again.repeat.interval_s == 0.1  # --var beats the file
+    assert again.expect.within_s == 2.0 and again.timeout_s == 45.0
+    assert publish.action.content_seed == "v2" and publish.action.image.ref.familiar == "alpine:3.19"
+    assert settle.action.until.cached == ("library/alpine",) and settle.action.until.tap_since == "healthy"
+    assert restart.action.component == "mirror" and restart.name == "05-restart"
+    assert scenario.variables == {"IMAGE": "alpine:3.19", "EXTRA": "nginx:1.25", "ROUNDS": "4"}
+
+
+def test_environment_beats_file_defaults(tmp_path):
+    scenario = load_scenario(write(tmp_path, FULL), environ={"IMAGE": "redis:7"})
+    assert scenario.steady_state[0].action.images[0].familiar == "redis:7"
+
+
+def test_target_scenario_has_no_lab(tmp_path):
+    text = "name: t\ntarget: {mirror: 'http://127.0.0.1:5000/', control: 'http://127.0.0.1:5380'}\nsteps:\n  - pull: alpine\n"
+    scenario = load_scenario(write(tmp_path, text))
+    assert scenario.target.mirror_url == "http://127.0.0.1:5000"
+    assert scenario.lab.images == ()

@@ -1,16 +1,36 @@
-"""The fault framework: what a fault kind is, how a fault spec is parsed and matched,
-and the set of faults active in the proxy.
+"""The fault framework: what a fault kind is, how a fault spec is parsed, matched
+and triggered, and how active faults act on a flow.
 
-A kind (refuse.py, reset.py, ...) is a small class with a `name`, a `Params`
-dataclass whose field names carry their units (`delay_ms`), and optional hooks.
-Everything that decides *whether* a fault applies to a request (host, role,
-endpoint kind, method, repository, expiry) lives here, once, never in a kind.
+A kind (refuse.py, latency.py, ...) is a small class with a `name`, a `Params`
+dataclass whose field names carry their units (`delay_ms`), and the hooks it
+needs (FaultKind). Everything that decides *whether* a fault acts on a request
+lives here and in triggers.py, once, never in a kind: the match (host, role,
+endpoint, method, repository, client), the trigger (probability with a seed,
+first/every/after N, time window, flapping) and the expiry.
+
+Several faults at once: for each request the matching faults are taken in
+insertion order (the order they were added; PUT keeps a fault's place) and
+every one of them makes its trigger decision, whatever the others do, so a
+fault's counters and random draws do not depend on its neighbours. The faults
+that fire then act in that same order, phase by phase:
+
+  1. on_connect / on_request (sync): the first that kills or answers the flow
+     ends the phase; later ones do not act on it.
+  2. hold_request (async, e.g. latency, blackhole): awaited one after the other,
+     so two latencies add up.
+  3. on_response_headers (sync): stops once one kills the flow.
+  4. body_filter: filters are chained in order (the first sees the upstream's
+     bytes, the last feeds the client), and their end-of-body actions run in
+     order when the upstream's body is complete.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import fnmatch
+import functools
+import ipaddress
 import math
 import re
 import time
@@ -21,10 +41,14 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from chaos.errors import UsageError
 from chaos.faults.registry import kinds
-from chaos.proxy.classify import KINDS, ROLES, Endpoint
+from chaos.faults.triggers import Trigger, TriggerError, TriggerState, parse_trigger
+from chaos.proxy.classify import ENDPOINT_SELECTORS, ROLES, Endpoint
 
 DEFAULT_TTL_S = 300.0
 """A fault nobody removes still ends: a crashed runner cannot leave Hub 'down' for ever."""
+
+APPLIED = "hub_chaos.faults"
+"""flow.metadata key: names of the faults that acted on the flow, in order."""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _METHOD = re.compile(r"^[A-Z]+$")
@@ -32,6 +56,7 @@ _METHOD = re.compile(r"^[A-Z]+$")
 # whose typos (an unclosed "[") fnmatch would silently take literally.
 _REPOSITORY_GLOB = re.compile(r"^[a-z0-9._/*?-]+$")
 _HOST_GLOB = re.compile(r"^[a-z0-9.*?-]+$")
+_CLIENT_GLOB = re.compile(r"^[0-9a-f.:*?]+$")
 
 
 class FaultSpecError(UsageError):
@@ -40,6 +65,15 @@ class FaultSpecError(UsageError):
     def __init__(self, field_name: str, problem: str):
         super().__init__(f"{field_name}: {problem}")
         self.field = field_name
+
+
+class ParamError(ValueError):
+    """Raised by a Params.__post_init__ for a bad value; becomes FaultSpecError("params.<field>")."""
+
+    def __init__(self, field_name: str, problem: str):
+        super().__init__(f"{field_name}: {problem}")
+        self.field = field_name
+        self.problem = problem
 
 
 class DuplicateFault(UsageError):
@@ -56,16 +90,25 @@ class NoParams:
 
 
 class FaultKind:
-    """Base of every fault kind. Hooks return True when they acted on the flow.
+    """Base of every fault kind. A kind defines only the hooks it needs.
 
-    Hooks run synchronously inside mitmproxy's hooks: never sleep or block in them.
+    Sync hooks run inside mitmproxy's hooks: never sleep or block in them. They
+    return True when they acted on the flow.
     - on_connect(flow): an HTTP CONNECT (regular proxy mode) for a matched host.
+      Only kinds that define it see (and count) CONNECTs.
     - on_request(flow): request headers are in, nothing was sent upstream yet.
     - on_response_headers(flow): upstream answered; nothing sent to the client yet.
+    - body_filter(flow): at response headers, return a BodyFilter to transform
+      the streamed body (and possibly end the response its own way), or None.
+    Optional async ability (None when a kind does not have it):
+    - hold_request(flow, lifetime) -> bool: awaited after on_request, before the
+      request goes upstream; other flows carry on meanwhile. `lifetime` tells
+      when the fault is removed or expires.
     """
 
     name: ClassVar[str]
     Params: ClassVar[type] = NoParams
+    hold_request: ClassVar[Callable[..., typing.Awaitable[bool]] | None] = None
 
     def __init__(self, params: Any):
         self.params = params
@@ -79,6 +122,64 @@ class FaultKind:
     def on_response_headers(self, flow: Any) -> bool:
         return False
 
+    def body_filter(self, flow: Any) -> BodyFilter | None:
+        return None
+
+    @property
+    def acts_on_connect(self) -> bool:
+        return type(self).on_connect is not FaultKind.on_connect
+
+
+class BodyFilter:
+    """Transforms a streamed response body, chunk by chunk.
+
+    __call__ runs synchronously for every chunk (and once with b"" at the end of
+    the body): it must never block or sleep. When `ends_response` is True,
+    finish() is awaited once the upstream's body is complete and before
+    mitmproxy completes the response, so it may hold or kill the flow. close()
+    always runs when the flow is over, however it ended.
+    """
+
+    ends_response: ClassVar[bool] = False
+
+    def __call__(self, chunk: bytes) -> bytes:
+        return chunk
+
+    async def finish(self, flow: Any, lifetime: Lifetime) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class CutAfter(BodyFilter):
+    """Let the first `after_bytes` of the body through and drop the rest."""
+
+    def __init__(self, after_bytes: int):
+        self.remaining = after_bytes
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if self.remaining >= len(chunk):
+            self.remaining -= len(chunk)
+            return chunk
+        kept = chunk[: self.remaining]
+        self.remaining = 0
+        return kept
+
+
+def has_body(flow: Any) -> bool:
+    """Whether the response carries body bytes a body filter could act on."""
+    response = flow.response
+    if flow.request.method == "HEAD" or response.status_code in (204, 304) or response.status_code < 200:
+        return False
+    return response.headers.get("content-length", "").strip() != "0"
+
+
+def content_length(flow: Any) -> int | None:
+    """The response's Content-Length, or None when absent or malformed."""
+    text = flow.response.headers.get("content-length", "").strip()
+    return int(text) if text.isdigit() else None
+
 
 @dataclass(frozen=True)
 class Match:
@@ -86,21 +187,25 @@ class Match:
 
     A CONNECT carries only a host, so a fault narrowed by endpoint, method or
     repository never matches one: it leaves tunnels up and acts per request.
+    `endpoints` takes the kinds from chaos.proxy.classify.KINDS plus
+    manifest_tag and manifest_digest ("manifest" matches both). `clients` takes
+    client IP addresses, globs ("127.0.0.*") or CIDRs ("127.0.0.0/30").
     """
 
     roles: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()  # host names or globs ("*.docker.io")
-    endpoints: tuple[str, ...] = ()  # endpoint kinds from chaos.proxy.classify.KINDS
+    endpoints: tuple[str, ...] = ()  # chaos.proxy.classify.ENDPOINT_SELECTORS
     methods: tuple[str, ...] = ()
     repository: str | None = None  # glob: "library/*"
+    clients: tuple[str, ...] = ()
 
-    def matches(self, host: str, method: str, endpoint: Endpoint) -> bool:
+    def matches(self, host: str, method: str, endpoint: Endpoint, client: str | None = None) -> bool:
         host = host.lower().rstrip(".")
         if self.roles and endpoint.role not in self.roles:
             return False
         if self.hosts and not any(fnmatch.fnmatchcase(host, h) for h in self.hosts):
             return False
-        if self.endpoints and endpoint.kind not in self.endpoints:
+        if self.endpoints and not endpoint.selected_by(self.endpoints):
             return False
         if self.methods and method.upper() not in self.methods:
             return False
@@ -108,6 +213,8 @@ class Match:
             endpoint.repository is not None
             and fnmatch.fnmatchcase(endpoint.repository, self.repository)
         ):
+            return False
+        if self.clients and not (client is not None and any(_client_matches(p, client) for p in self.clients)):
             return False
         return True
 
@@ -118,7 +225,32 @@ class Match:
             "endpoints": list(self.endpoints),
             "methods": list(self.methods),
             "repository": self.repository,
+            "clients": list(self.clients),
         }
+
+
+def _client_matches(pattern: str, client: str) -> bool:
+    if "/" in pattern:
+        try:
+            return ipaddress.ip_address(client) in _network(pattern)
+        except ValueError:
+            return False
+    return fnmatch.fnmatchcase(client.lower(), pattern)
+
+
+@functools.lru_cache(maxsize=256)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr, strict=False)
+
+
+@dataclass(frozen=True)
+class Counters:
+    matched: int = 0  # requests that matched (CONNECTs only for kinds acting on them)
+    fired: int = 0  # of those, how many the trigger picked
+    applied: int = 0  # of those, how many the kind actually acted on
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -128,26 +260,35 @@ class FaultSpec:
     params: Any  # an instance of the kind's Params dataclass
     match: Match = field(default_factory=Match)
     expires_at: float = 0.0  # unix time
+    trigger: Trigger = field(default_factory=Trigger)
+    # Read-only snapshot, set by FaultSet.specs(); never part of equality or input.
+    counters: Counters | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "kind": self.kind,
             "params": dataclasses.asdict(self.params),
             "match": self.match.to_dict(),
+            "trigger": self.trigger.to_dict(),
             "expires_at": self.expires_at,
         }
+        if self.counters is not None:
+            out["counters"] = self.counters.to_dict()
+        return out
 
 
-_SPEC_FIELDS = ("name", "kind", "params", "match", "ttl_s", "expires_at")
-_MATCH_FIELDS = ("roles", "hosts", "endpoints", "methods", "repository")
+_SPEC_FIELDS = ("name", "kind", "params", "match", "trigger", "ttl_s", "expires_at", "counters")
+_MATCH_FIELDS = ("roles", "hosts", "endpoints", "methods", "repository", "clients")
 
 
 def parse_fault_spec(data: Any, *, now: float | None = None) -> FaultSpec:
     """Validate a plain dict (from JSON or YAML) into a FaultSpec.
 
-    Keys: name, kind, params (the kind's), match, and either ttl_s (seconds from
-    now, default 300) or expires_at (unix time, as GET /faults returns it).
+    Keys: name, kind, params (the kind's), match, trigger (triggers.py), and
+    either ttl_s (seconds from now, default 300) or expires_at (unix time, as
+    GET /faults returns it). `counters`, as GET /faults shows them, is accepted
+    and ignored so a listed fault can be sent back as it is.
     Raises FaultSpecError naming the offending field.
     """
     now = time.time() if now is None else now
@@ -170,7 +311,17 @@ def parse_fault_spec(data: Any, *, now: float | None = None) -> FaultSpec:
     kind_class = known[kind_name]
     params = _parse_params(kind_class, data.get("params"))
     match = _parse_match(data.get("match"))
-    return FaultSpec(name, kind_name, params, match, _parse_expiry(data, now))
+    try:
+        trigger = parse_trigger(data.get("trigger"))
+    except TriggerError as err:
+        raise FaultSpecError(err.field, err.problem) from None
+    expires_at = _parse_expiry(data, now)
+    if trigger.start_after_s and now + trigger.start_after_s >= expires_at:
+        raise FaultSpecError(
+            "trigger.start_after_s",
+            f"{trigger.start_after_s:g} s is after the fault expires ({expires_at - now:g} s from now)",
+        )
+    return FaultSpec(name, kind_name, params, match, expires_at, trigger)
 
 
 def _parse_expiry(data: Mapping[str, Any], now: float) -> float:
@@ -209,6 +360,8 @@ def _parse_params(kind_class: type, raw: Any) -> Any:
             raise FaultSpecError(f"params.{key}", f"required by kind {kind_class.name!r}")
     try:
         return params_class(**values)
+    except ParamError as err:
+        raise FaultSpecError(f"params.{err.field}", err.problem) from None
     except ValueError as err:  # a Params.__post_init__ may check relations between fields
         raise FaultSpecError("params", str(err)) from None
 
@@ -248,9 +401,10 @@ def _parse_match(raw: Any) -> Match:
             raise FaultSpecError("match.roles", f"unknown role {role!r} (expected one of: {', '.join(ROLES)})")
     endpoints = _string_list(raw.get("endpoints"), "match.endpoints")
     for kind in endpoints:
-        if kind not in KINDS:
+        if kind not in ENDPOINT_SELECTORS:
             raise FaultSpecError(
-                "match.endpoints", f"unknown endpoint {kind!r} (expected one of: {', '.join(KINDS)})"
+                "match.endpoints",
+                f"unknown endpoint {kind!r} (expected one of: {', '.join(ENDPOINT_SELECTORS)})",
             )
     methods = tuple(m.upper() for m in _string_list(raw.get("methods"), "match.methods"))
     for method in methods:
@@ -268,7 +422,34 @@ def _parse_match(raw: Any) -> Match:
             "match.repository",
             f"bad glob {repository!r} (lowercase name characters, '/', '*', '?')",
         )
-    return Match(roles, hosts, endpoints, methods, repository)
+    clients = tuple(c.lower() for c in _string_list(raw.get("clients"), "match.clients"))
+    for client in clients:
+        _check_client_pattern(client)
+    return Match(roles, hosts, endpoints, methods, repository, clients)
+
+
+def _check_client_pattern(pattern: str) -> None:
+    """Reject client patterns that could never match an IP address."""
+    where = "match.clients"
+    if "/" in pattern:
+        try:
+            ipaddress.ip_network(pattern, strict=False)
+        except ValueError as err:
+            raise FaultSpecError(where, f"bad CIDR {pattern!r}: {err}") from None
+        return
+    if not any(c in pattern for c in "*?"):
+        try:
+            ipaddress.ip_address(pattern)
+        except ValueError:
+            raise FaultSpecError(where, f"{pattern!r} is not an IP address, glob or CIDR") from None
+        return
+    if not _CLIENT_GLOB.match(pattern):
+        raise FaultSpecError(where, f"bad address glob {pattern!r} (digits, '.', ':', hex, '*', '?')")
+    if ":" not in pattern:  # an IPv4 glob: its literal parts must be octets
+        parts = pattern.split(".")
+        literal = [p for p in parts if not any(c in p for c in "*?")]
+        if len(parts) > 4 or any(not p.isdigit() or int(p) > 255 for p in literal):
+            raise FaultSpecError(where, f"address glob {pattern!r} can never match an IPv4 address")
 
 
 def _string_list(value: Any, where: str) -> tuple[str, ...]:
@@ -297,10 +478,59 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-@dataclass
+class Lifetime:
+    """When an active fault ends: removed, replaced, reset, or expired."""
+
+    def __init__(self, expires_at: float, clock: Callable[[], float]):
+        self.expires_at = expires_at
+        self._clock = clock
+        self._removed = asyncio.Event()  # binds to the running loop on first wait
+
+    def end(self) -> None:
+        self._removed.set()
+
+    @property
+    def ended(self) -> bool:
+        return self._removed.is_set() or self._clock() >= self.expires_at
+
+    async def wait(
+        self, timeout_s: float | None = None, abandoned: Callable[[], bool] | None = None
+    ) -> bool:
+        """Wait until the fault ends or `timeout_s` passes; True when the fault ended.
+
+        `abandoned`, when given, is polled about once a second: when it says True
+        (say, the client went away) the wait stops early and returns False.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self.ended:
+            step = self.expires_at - self._clock()
+            if deadline is not None:
+                step = min(step, deadline - time.monotonic())
+                if step <= 0:
+                    return False
+            if abandoned is not None:
+                step = min(step, 1.0)
+            try:
+                await asyncio.wait_for(self._removed.wait(), max(step, 0.0))
+            except TimeoutError:
+                if abandoned is not None and abandoned():
+                    return False
+        return True
+
+
 class ActiveFault:
-    spec: FaultSpec
-    kind: FaultKind  # holds any per-fault state a kind keeps (counters, ...)
+    """One added fault: its spec, its kind instance, trigger state and lifetime."""
+
+    def __init__(self, spec: FaultSpec, clock: Callable[[], float]):
+        self.spec = spec
+        self.kind: FaultKind = kinds()[spec.kind](spec.params)  # holds any per-fault state a kind keeps
+        self.trigger = TriggerState(spec.trigger, clock())
+        self.lifetime = Lifetime(spec.expires_at, clock)
+        self.applied = 0
+
+    @property
+    def counters(self) -> Counters:
+        return Counters(self.trigger.matched, self.trigger.fired, self.applied)
 
 
 class FaultSet:
@@ -314,39 +544,82 @@ class FaultSet:
         self._prune()
         if spec.name in self._faults:
             raise DuplicateFault(f"fault {spec.name!r} already exists")
-        self._faults[spec.name] = _activate(spec)
+        self._faults[spec.name] = ActiveFault(spec, self._clock)
 
     def replace(self, spec: FaultSpec) -> None:
-        """Swap the fault of the same name, keeping its place in the order."""
+        """Swap the fault of the same name, keeping its place in the order.
+
+        The new fault starts afresh: counters at zero, its time window from now.
+        """
         self._prune()
-        if spec.name not in self._faults:
+        old = self._faults.get(spec.name)
+        if old is None:
             raise UnknownFault(f"no fault named {spec.name!r}")
-        self._faults[spec.name] = _activate(spec)
+        self._faults[spec.name] = ActiveFault(spec, self._clock)
+        old.lifetime.end()
 
     def remove(self, name: str) -> None:
         self._prune()
-        if self._faults.pop(name, None) is None:
+        removed = self._faults.pop(name, None)
+        if removed is None:
             raise UnknownFault(f"no fault named {name!r}")
+        removed.lifetime.end()
 
     def clear(self) -> None:
+        for active in self._faults.values():
+            active.lifetime.end()
         self._faults.clear()
 
     def specs(self) -> list[FaultSpec]:
+        """Active specs in order, each with a snapshot of its counters."""
         self._prune()
-        return [active.spec for active in self._faults.values()]
+        return [dataclasses.replace(a.spec, counters=a.counters) for a in self._faults.values()]
 
-    def matching(self, host: str, method: str, endpoint: Endpoint) -> list[ActiveFault]:
+    def matching(
+        self, host: str, method: str, endpoint: Endpoint, client: str | None = None
+    ) -> list[ActiveFault]:
+        """Faults whose match criteria take this request (no trigger decision, no counting)."""
         self._prune()
-        return [a for a in self._faults.values() if a.spec.match.matches(host, method, endpoint)]
+        return [
+            a for a in self._faults.values() if a.spec.match.matches(host, method, endpoint, client)
+        ]
 
-    def _prune(self) -> None:
+    def fire(
+        self,
+        host: str,
+        method: str,
+        endpoint: Endpoint,
+        client: str | None = None,
+        *,
+        connect: bool = False,
+    ) -> list[ActiveFault]:
+        """The faults that act on this request, in order, after each matching
+        fault's trigger decided (and counted). `connect`: the request is a
+        CONNECT, which only kinds with on_connect see."""
+        if not self._faults:
+            return []
         now = self._clock()
+        self._prune(now)
+        fired = []
+        for active in self._faults.values():
+            if connect and not active.kind.acts_on_connect:
+                continue
+            if active.spec.match.matches(host, method, endpoint, client) and active.trigger.decide(now):
+                fired.append(active)
+        return fired
+
+    def _prune(self, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
         for name in [n for n, a in self._faults.items() if a.spec.expires_at <= now]:
-            del self._faults[name]
+            self._faults.pop(name).lifetime.end()
 
 
-def _activate(spec: FaultSpec) -> ActiveFault:
-    return ActiveFault(spec, kinds()[spec.kind](spec.params))
+def note_applied(active: ActiveFault, flow: Any) -> None:
+    """Record that `active` acted on `flow` (once per flow, whatever the phase)."""
+    names = flow.metadata.setdefault(APPLIED, [])
+    if active.spec.name not in names:
+        names.append(active.spec.name)
+        active.applied += 1
 
 
 def run_hook(faults: list[ActiveFault], hook: str, flow: Any) -> list[str]:
@@ -357,6 +630,62 @@ def run_hook(faults: list[ActiveFault], hook: str, flow: Any) -> list[str]:
     for active in faults:
         if getattr(active.kind, hook)(flow):
             applied.append(active.spec.name)
+            note_applied(active, flow)
         if flow.error is not None or (hook != "on_response_headers" and flow.response is not None):
             break
     return applied
+
+
+def needs_hold(faults: list[ActiveFault]) -> bool:
+    return any(active.kind.hold_request is not None for active in faults)
+
+
+async def hold_request(faults: list[ActiveFault], flow: Any) -> None:
+    """Await each fault's hold_request in order, until one kills or answers the flow."""
+    for active in faults:
+        if active.kind.hold_request is None:
+            continue
+        if await active.kind.hold_request(flow, active.lifetime):
+            note_applied(active, flow)
+        if flow.error is not None or flow.response is not None or not flow.live:
+            return
+
+
+class FilterChain:
+    """The response.stream callable when body filters apply: each filter in
+    fault order, then `sink` (the addon's byte counter) sees what the client gets."""
+
+    def __init__(self, filters: list[tuple[ActiveFault, BodyFilter]], sink: Callable[[bytes], bytes]):
+        self.filters = filters
+        self._steps = [f for _, f in filters]
+        self._sink = sink
+
+    def __call__(self, chunk: bytes) -> bytes:
+        for step in self._steps:
+            chunk = step(chunk)
+        return self._sink(chunk)
+
+    @property
+    def ends_response(self) -> bool:
+        return any(f.ends_response for f in self._steps)
+
+    async def finish(self, flow: Any) -> None:
+        """Run the filters' end-of-body actions in order, stopping once the flow is killed."""
+        for active, step in self.filters:
+            if step.ends_response and flow.error is None:
+                await step.finish(flow, active.lifetime)
+
+    def close(self) -> None:
+        for step in self._steps:
+            step.close()
+
+
+def body_filters(faults: list[ActiveFault], flow: Any) -> list[tuple[ActiveFault, BodyFilter]]:
+    """Ask each fault, in order, for a body filter for this response."""
+    filters = []
+    for active in faults:
+        step = active.kind.body_filter(flow)
+        if step is not None:
+            filters.append((active, step))
+            note_applied(active, flow)
+    return filters

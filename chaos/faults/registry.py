@@ -1,19 +1,30 @@
 """Fault kinds by name. Each kind's module registers itself with `@register`.
 
+The built-in kinds are found, not listed: on first lookup every module of the
+chaos.faults package is imported (except the framework's own modules), so a
+new kind is one new file. A module that fails to import is skipped and its
+error kept in `load_errors()` (and logged): one broken kind must not take the
+others down.
+
 Kept free of imports from chaos.faults.base so kind modules can import both
-without a cycle; the built-in modules are imported on first lookup.
+without a cycle.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import pkgutil
 from types import MappingProxyType
 from typing import Mapping
 
-# Modules whose import registers the built-in kinds (issue 3 appends here).
-_BUILTIN_MODULES = ("chaos.faults.refuse", "chaos.faults.reset")
+log = logging.getLogger(__name__)
+
+PACKAGE = "chaos.faults"
+_FRAMEWORK_MODULES = frozenset({"base", "registry", "triggers"})
 
 _KINDS: dict[str, type] = {}
+_ERRORS: dict[str, str] = {}
 _loaded = False
 
 
@@ -37,6 +48,24 @@ def kinds() -> Mapping[str, type]:
     global _loaded
     if not _loaded:
         _loaded = True
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(module)
+        _import_builtin_kinds()
     return MappingProxyType(_KINDS)
+
+
+def load_errors() -> Mapping[str, str]:
+    """Modules of the package that failed to import, with their error."""
+    kinds()
+    return MappingProxyType(_ERRORS)
+
+
+def _import_builtin_kinds() -> None:
+    package = importlib.import_module(PACKAGE)
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if module.name in _FRAMEWORK_MODULES or module.name.startswith("_"):
+            continue
+        qualified = f"{PACKAGE}.{module.name}"
+        try:
+            importlib.import_module(qualified)
+        except Exception as err:  # noqa: BLE001 - any failure of one kind is that kind's problem
+            _ERRORS[qualified] = f"{type(err).__name__}: {err}"
+            log.error(f"hub-chaos: fault kinds in {qualified} unavailable: {err}")

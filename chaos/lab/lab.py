@@ -2,23 +2,28 @@
 pull-through mirror, all on loopback, started and stopped as one.
 
     client --> mirror (distribution, proxy mode) --HTTPS_PROXY--> fault proxy --> lab hub
-       \\_____________ fallback to registry-1.docker.io _________/  (registry + auth service)
+       \\_____________ fallback to registry-1.docker.io _________/  (registry + auth service
+                                                                   + blob CDN)
 
-Start order follows the dependencies: the hub and its auth service, then the
-proxy (whose CA the mirror must trust), then the mirror. Any failure stops
+Blob GETs answer 307 to production.cloudflare.docker.com, as Hub's do; the
+proxy routes that host to the CDN service, which serves the hub's storage.
+
+Start order follows the dependencies: the hub, its auth service and its CDN,
+then the proxy (whose CA the mirror must trust), then the mirror. Any failure stops
 whatever already started, so a failed start leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
 
-from chaos.errors import EnvironmentProblem
+from chaos.errors import EnvironmentProblem, UsageError
 from chaos.lab import layout
 from chaos.lab.accounts import Accounts, Repo
 from chaos.lab.layout import LabPaths, LabState
@@ -28,7 +33,7 @@ from chaos.lab.registry_config import hub_config, mirror_config, push_config, wr
 from chaos.lab.seed import Seeder
 from chaos.lab.tokens import TokenSigner
 from chaos.proxy.control_client import ControlClient
-from chaos.scenario.model import LabSpec
+from chaos.scenario.model import LabSpec, SeedImage
 
 READY_DEADLINE_S = 30.0
 _REGISTRY_BINARY_HINT = "install the Debian package docker-registry (apt-get install docker-registry)"
@@ -63,9 +68,12 @@ class Lab:
         self.detached = detached  # `chaos lab up`: children outlive this process
         self.components: dict[str, ManagedProcess] = {}
         self.state = LabState(root=str(root))
-        self._ports = dict(zip(("hub", "auth", "proxy", "control", "mirror", "push-registry"), free_ports(6)))
+        components = ("hub", "auth", "cdn", "proxy", "control", "mirror", "push-registry")
+        self._ports = dict(zip(components, free_ports(len(components))))
         self.signer: TokenSigner | None = None
         self.accounts: Accounts | None = None
+        # How each component was launched, so `restart` starts it exactly the same way.
+        self._launch_specs: dict[str, tuple[list[str], Callable[[], bool], dict[str, str] | None]] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -79,10 +87,11 @@ class Lab:
     def start(self) -> LabState:
         registry = require_binary("docker-registry", _REGISTRY_BINARY_HINT)
         mitmdump = require_binary(_mitmdump_path(), "install hub-chaos's Python dependencies (pip install -e .)")
-        for folder in (self.paths.logs, self.paths.hub, self.paths.mirror_storage, self.paths.proxy_confdir):
+        for folder in (self.paths.logs, self.paths.hub_storage, self.paths.mirror_storage, self.paths.proxy_confdir):
             folder.mkdir(parents=True, exist_ok=True)
         try:
             self._start_hub(registry)
+            self._start_cdn()
             self._start_proxy(mitmdump)
             self._start_mirror(registry)
             if self.spec.push_registry:
@@ -105,6 +114,7 @@ class Lab:
     # -- components --------------------------------------------------------
 
     def _launch(self, name: str, argv: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None) -> None:
+        self._launch_specs[name] = (argv, ready, env)
         process = ManagedProcess(name, argv, self.paths.log(name), env=_child_env(env), tie_to_parent=not self.detached)
         self.components[name] = process
         process.start()
@@ -130,7 +140,7 @@ class Lab:
         hub_port, auth_port = self._ports["hub"], self._ports["auth"]
         self.state.ports.update(hub=hub_port, auth=auth_port)
         config = self.paths.hub / "config.yml"
-        write_config(hub_config(self.paths.hub / "storage", hub_port, self.signer.cert_path), config)
+        write_config(hub_config(self.paths.hub_storage, hub_port, self.signer.cert_path), config)
         self.state.hub_url = f"http://127.0.0.1:{hub_port}"
         self.state.auth_url = f"http://127.0.0.1:{auth_port}"
         self._launch("hub", [registry, "serve", str(config)], lambda: _http_answers(f"{self.state.hub_url}/v2/"))
@@ -139,6 +149,23 @@ class Lab:
             [sys.executable, "-m", "chaos.lab.auth_service", "--accounts", str(accounts_file),
              "--keys", str(keys), "--host", "127.0.0.1", "--port", str(auth_port)],
             lambda: requests.get(f"{self.state.auth_url}/healthz", timeout=1.0).ok,
+        )
+
+    def _start_cdn(self) -> None:
+        self.progress("starting blob CDN (production.cloudflare.docker.com emulation)")
+        port = self._ports["cdn"]
+        self.state.ports["cdn"] = port
+        self.state.cdn_url = f"http://127.0.0.1:{port}"
+        secret_file = self.paths.cdn_secret_file
+        # Written before either reader starts; a fresh secret per lab so no URL outlives it.
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+        self._launch(
+            "cdn",
+            [sys.executable, "-m", "chaos.lab.cdn_service", "--storage", str(self.paths.hub_storage),
+             "--secret-file", str(secret_file), "--host", "127.0.0.1", "--port", str(port)],
+            lambda: requests.get(f"{self.state.cdn_url}/healthz", timeout=1.0).ok,
         )
 
     def _start_proxy(self, mitmdump: str) -> None:
@@ -157,7 +184,9 @@ class Lab:
             # Blobs stream through instead of being buffered whole.
             "--set", "stream_large_bodies=256k",
             "-s", str(_ADDON),
-            "--set", f"hub_routes=registry={self.state.hub_url},auth={self.state.auth_url}",
+            "--set", f"hub_routes=registry={self.state.hub_url},auth={self.state.auth_url},cdn={self.state.cdn_url}",
+            # Blob GETs answer 307 to the CDN host, as Hub's do, with URLs the CDN can check.
+            "--set", f"hub_cdn_secret_file={self.paths.cdn_secret_file}",
             "--set", f"hub_control=127.0.0.1:{control_port}",
         ]
         control = ControlClient(self.state.control_url, timeout=1.0)
@@ -186,6 +215,28 @@ class Lab:
 
     def _seed(self) -> None:
         Seeder(self.state.hub_url, self.signer, seed=self.spec.seed, progress=self.progress).seed_all(self.spec.images)
+
+    # -- changes during a run -------------------------------------------------
+
+    def restart(self, component: str) -> None:
+        """Stop a component and start it again on the same port with the same
+        configuration; raises ComponentFailed (with its log) if it will not come back."""
+        if component not in self._launch_specs:
+            raise UsageError(f"restart {component}: this lab has no {component} (it runs: {', '.join(self._launch_specs)})")
+        self.progress(f"restarting {component}")
+        self.components[component].stop()
+        argv, ready, env = self._launch_specs[component]
+        self._launch(component, argv, ready, env)
+
+    def publish(self, image: SeedImage, content_seed: str) -> str:
+        """Push new content to the hub (a new image, or a tag moved to new
+        content, as a vendor publishing `latest` does); returns its digest."""
+        repositories = dict(self.accounts.repositories)
+        repositories[image.ref.repository] = Repo(private=image.private, readers=tuple(image.readers))
+        self.accounts = Accounts(users=dict(self.accounts.users), repositories=repositories)
+        self.accounts.to_file(self.paths.hub / "accounts.json")  # the auth service reloads it
+        seeder = Seeder(self.state.hub_url, self.signer, seed=content_seed, progress=self.progress)
+        return seeder.publish(image)
 
     def _save_state(self) -> None:
         self.state.save(self.paths.state_file)

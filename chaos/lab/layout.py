@@ -32,6 +32,16 @@ class LabPaths:
         return self.root / "hub"
 
     @property
+    def hub_storage(self) -> Path:
+        # The hub registry's filesystem root; the blob CDN serves from it too.
+        return self.hub / "storage"
+
+    @property
+    def cdn_secret_file(self) -> Path:
+        # Shared by the fault proxy (signs redirect URLs) and the CDN (checks them).
+        return self.root / "cdn-secret"
+
+    @property
     def mirror(self) -> Path:
         return self.root / "mirror"
 
@@ -57,6 +67,7 @@ class LabState:
     mirror_url: str = ""
     hub_url: str = ""  # the hub registry on loopback (seeding, publishing; not what clients use)
     auth_url: str = ""
+    cdn_url: str = ""  # the blob CDN on loopback (what production.cloudflare.docker.com is routed to)
     proxy_url: str = ""
     control_url: str = ""
     push_registry_url: str = ""

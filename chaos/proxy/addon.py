@@ -1,11 +1,22 @@
 """HubChaos: the mitmproxy addon that routes Hub's host names to the lab, injects
 faults and records every upstream-bound request in the event tap.
 
-Hooks stay small; classification, routing, fault logic and the API live in
-their own modules. Hook order for one request: requestheaders (classify, faults'
-on_request, route) -> responseheaders (faults' on_response_headers, counting
-stream) -> response | error (tap event). A CONNECT goes through http_connect
-(faults' on_connect) and, when refused, http_connect_error (tap event).
+Hooks stay small; classification, routing, fault logic (chaos.faults.base) and
+the API live in their own modules. Hook order for one request: requestheaders
+(classify; the faults' triggers decide; on_request; route; hold_request) ->
+responseheaders (on_response_headers; body filters chained before the counting
+stream) -> response (filters' end-of-body actions; tap event) | error (tap
+event). A CONNECT goes through http_connect (on_connect) and, when refused,
+http_connect_error (tap event).
+
+Waiting faults (latency, blackhole, stall) need async hooks: mitmproxy awaits
+whatever a hook returns when it is awaitable, per flow, while other flows carry
+on. So requestheaders and response stay plain functions and return a coroutine
+only when an active fault must wait: requests without such a fault pay nothing.
+(flow.intercept()/resume() would also pause a flow, but then our own tap event
+and the addons after us would run before the wait ends, and anyone's "resume
+all" would cut a blackhole short.) Without body filters the stream callable is
+the bare ByteCounter: no per-chunk work is added when no fault acts on a body.
 """
 
 from __future__ import annotations
@@ -14,12 +25,24 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable
 
 import yaml
 from mitmproxy import ctx, exceptions, http
 
-from chaos.faults.base import FaultSet, FaultSpec, FaultSpecError, parse_fault_spec, run_hook
+from chaos.faults.base import (
+    APPLIED,
+    ActiveFault,
+    FaultSet,
+    FaultSpec,
+    FaultSpecError,
+    FilterChain,
+    body_filters,
+    hold_request,
+    needs_hold,
+    parse_fault_spec,
+    run_hook,
+)
 from chaos.proxy.classify import Endpoint, classify
 from chaos.proxy.control_api import ControlServer, parse_control_address
 from chaos.proxy.routing import apply_route, parse_routes
@@ -30,8 +53,10 @@ log = logging.getLogger(__name__)
 # flow.metadata keys; namespaced so other addons' keys never collide.
 ENDPOINT = "hub_chaos.endpoint"
 TARGET_HOST = "hub_chaos.host"  # the host the client addressed, before routing
-FAULTS = "hub_chaos.faults"  # names of faults that acted on this flow
+FAULTS = APPLIED  # names of faults that acted on this flow
 COUNTER = "hub_chaos.counter"
+FIRED = "hub_chaos.fired"  # the faults whose triggers picked this flow, in order
+FILTERS = "hub_chaos.filters"  # the FilterChain streaming this flow's body
 
 
 class ByteCounter:
@@ -54,6 +79,8 @@ class HubChaos:
         self.faults = FaultSet()
         self.tap = EventTap()
         self.control: ControlServer | None = None
+        # Flows classified but not yet recorded (see /healthz in_flight).
+        self.in_flight: set[str] = set()
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -140,7 +167,7 @@ class HubChaos:
         address = parse_control_address(ctx.options.hub_control)
         if address is None:
             return
-        self.control = ControlServer(self.faults, lambda: self.tap)
+        self.control = ControlServer(self.faults, lambda: self.tap, lambda: len(self.in_flight))
         try:
             port = self.control.start(*address)
         except OSError as err:
@@ -165,56 +192,83 @@ class HubChaos:
         endpoint = classify(host, "CONNECT", "")
         flow.metadata[TARGET_HOST] = host
         flow.metadata[ENDPOINT] = endpoint
-        self._run_faults("on_connect", flow)
+        fired = self.faults.fire(host, "CONNECT", endpoint, client_address(flow), connect=True)
+        if fired:
+            run_hook(fired, "on_connect", flow)
 
     def http_connect_error(self, flow: http.HTTPFlow) -> None:
         # Only refusals are worth an event: a tunnel that opens is not a request.
         if ENDPOINT in flow.metadata:
             self._record(flow)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response or flow.error or not flow.live:
-            return
+            return None
         request = flow.request
         # request.host is where the client (or reverse mode) aims; the Host header
         # may say anything, and routing decisions must not follow it.
         endpoint = classify(request.host, request.method, request.path)
         flow.metadata[TARGET_HOST] = request.host
         flow.metadata[ENDPOINT] = endpoint
-        self._run_faults("on_request", flow)
-        if flow.response or flow.error:
-            return
+        self.in_flight.add(flow.id)
+        fired = self.faults.fire(request.host, request.method, endpoint, client_address(flow))
+        if fired:
+            flow.metadata[FIRED] = fired
+            run_hook(fired, "on_request", flow)
+            if flow.response or flow.error:
+                return None
         upstream = self.routes.get(endpoint.role)
         if upstream is not None:
             apply_route(flow, upstream)
+        if fired and needs_hold(fired):
+            return hold_request(fired, flow)
+        return None
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.error or not flow.live or ENDPOINT not in flow.metadata:
             return
-        self._run_faults("on_response_headers", flow)
-        if flow.error:
-            return
+        fired: list[ActiveFault] | None = flow.metadata.get(FIRED)
+        if fired:
+            run_hook(fired, "on_response_headers", flow)
+            if flow.error:
+                return
         counter = ByteCounter()
         flow.metadata[COUNTER] = counter
-        flow.response.stream = counter
+        filters = body_filters(fired, flow) if fired else None
+        if filters:
+            chain = FilterChain(filters, counter)
+            flow.metadata[FILTERS] = chain
+            flow.response.stream = chain
+        else:
+            flow.response.stream = counter
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        if ENDPOINT in flow.metadata:
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        if ENDPOINT not in flow.metadata:
+            return None
+        chain: FilterChain | None = flow.metadata.get(FILTERS)
+        if chain is not None:
+            if chain.ends_response and flow.error is None and flow.live:
+                return self._finish_then_record(flow, chain)
+            chain.close()
+        self._record(flow)
+        return None
+
+    async def _finish_then_record(self, flow: http.HTTPFlow, chain: FilterChain) -> None:
+        try:
+            await chain.finish(flow)
+        finally:
+            chain.close()
             self._record(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        chain: FilterChain | None = flow.metadata.get(FILTERS)
+        if chain is not None:
+            chain.close()
         if ENDPOINT in flow.metadata and flow.request.method != "CONNECT":
             self._record(flow)
 
-    def _run_faults(self, hook: str, flow: http.HTTPFlow) -> None:
-        matching = self.faults.matching(
-            flow.metadata[TARGET_HOST], flow.request.method, flow.metadata[ENDPOINT]
-        )
-        if matching:
-            applied = run_hook(matching, hook, flow)
-            flow.metadata.setdefault(FAULTS, []).extend(applied)
-
     def _record(self, flow: http.HTTPFlow) -> None:
+        self.in_flight.discard(flow.id)
         self.tap.append(tap_event(flow, time.time()))
 
 
@@ -246,6 +300,15 @@ def tap_event(flow: http.HTTPFlow, now: float) -> dict[str, Any]:
         "latency_ms": round((now - started) * 1000, 3),
         "client": _hostport(*peer[:2]) if peer else None,
     }
+
+
+def client_address(flow: http.HTTPFlow) -> str | None:
+    """The client's IP address as faults match it (IPv4-mapped IPv6 as plain IPv4)."""
+    peer = flow.client_conn.peername
+    if not peer:
+        return None
+    host = peer[0]
+    return host.removeprefix("::ffff:") if host.startswith("::ffff:") and "." in host else host
 
 
 def load_fault_specs(value: str) -> list[FaultSpec]:

@@ -28,6 +28,9 @@ KINDS = (
     "referrers",
     "other",
 )
+# Narrower names a fault may select by (match.endpoints); "manifest" matches both.
+MANIFEST_BY = ("manifest_tag", "manifest_digest")
+ENDPOINT_SELECTORS = KINDS + MANIFEST_BY
 
 # Repository name grammar from distribution/reference: lowercase components separated by "/".
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -54,6 +57,12 @@ class Endpoint:
     repository: str | None = None  # "library/alpine"
     reference: str | None = None  # tag or digest
     by: str | None = None  # "tag" | "digest" when reference is set
+
+    def selected_by(self, selectors: tuple[str, ...]) -> bool:
+        """Whether match.endpoints `selectors` name this endpoint (ENDPOINT_SELECTORS)."""
+        if self.kind in selectors:
+            return True
+        return self.kind == "manifest" and f"manifest_{self.by}" in selectors
 
 
 def role_of(host: str) -> str:

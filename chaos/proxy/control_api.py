@@ -7,7 +7,7 @@ hence loopback only, JSON bodies only (a browser cannot send those cross-site
 without a preflight we never grant) and Host headers naming loopback (DNS
 rebinding).
 
-    GET    /healthz                      {"ok": true, "faults": n, "last_event": id}
+    GET    /healthz                      {"ok": true, "faults": n, "last_event": id, "in_flight": n}
     GET    /faults                       {"faults": [spec, ...]}
     POST   /faults                       spec -> 201 spec | 400 | 409
     DELETE /faults                       -> {"removed": n}
@@ -67,7 +67,7 @@ def parse_control_address(text: str) -> tuple[str, int] | None:
 class ControlServer:
     """Serves the API for one FaultSet and (the current) EventTap."""
 
-    def __init__(self, faults: FaultSet, tap: Callable[[], EventTap]):
+    def __init__(self, faults: FaultSet, tap: Callable[[], EventTap], in_flight: Callable[[], int] = lambda: 0):
         self._app = tornado.web.Application(
             [
                 (r"/healthz", _Health),
@@ -78,6 +78,7 @@ class ControlServer:
             default_handler_class=_NotFound,
             faults=faults,
             tap=tap,
+            in_flight=in_flight,
         )
         self._server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
@@ -173,7 +174,14 @@ class _NotFound(_Handler):
 
 class _Health(_Handler):
     def get(self) -> None:
-        self.send({"ok": True, "faults": len(self.faults.specs()), "last_event": self.tap.last_id})
+        self.send({
+            "ok": True,
+            "faults": len(self.faults.specs()),
+            "last_event": self.tap.last_id,
+            # Requests seen but not yet in the tap: a reader wanting every event
+            # a client caused waits for this to reach 0.
+            "in_flight": self.settings["in_flight"](),
+        })
 
 
 class _Faults(_Handler):

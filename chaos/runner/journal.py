@@ -1,8 +1,9 @@
 """journal.json: the record of a run that reports and CI read.
 
 Format version 1. Top level: format, scenario {name, description, path},
-status (completed | failed | aborted | interrupted), started/ended (RFC 3339),
-seconds, lab (urls), steps[]. Each step: name, kind, loc, inputs, started,
+status (completed | failed | aborted | interrupted), deviated, error,
+started/ended (RFC 3339), seconds, lab (urls), steps[]. Each step: name,
+phase (steady_state_before | steps | rollback | steady_state_after), kind, loc, inputs, started,
 ended, seconds, outcome (the engine's result), verdicts [{what, expected,
 actual, ok}], passed, faults_active [names], events [the tap's upstream
 events during the step], mirror (catalog, stored repositories, storage bytes
@@ -40,6 +41,7 @@ class StepRecord:
     events: list[dict[str, Any]] = field(default_factory=list)
     mirror: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    phase: str = "steps"  # steady_state_before | steps | rollback | steady_state_after
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Journal:
     lab: dict[str, Any] = field(default_factory=dict)
     steps: list[StepRecord] = field(default_factory=list)
     error: str | None = None
+    deviated: bool = False  # the steady state held before the faults but not after recovery
 
     @property
     def failed_steps(self) -> list[StepRecord]:
@@ -67,6 +70,7 @@ class Journal:
             "seconds": round(self.seconds, 3),
             "lab": self.lab,
             "error": self.error,
+            "deviated": self.deviated,
             "steps": [vars(step) for step in self.steps],
         }
 

@@ -1,9 +1,10 @@
-"""Run a parsed scenario against a running lab and keep the journal.
+"""Run a parsed scenario against a lab (or an external target) and keep the journal.
 
-For each step: note the tap cursor, act (pull, push, check, fault, clear)
-within the step's deadline, read the upstream events the step caused, take a
-snapshot of the mirror, judge the expectations. Faults are cleared when the
-run ends, however it ends.
+Phases: steady_state (before), steps, rollback, steady_state (after). For each
+step: note the tap cursor, act within the step's deadline, read the upstream
+events the step caused, take a snapshot of the mirror, judge the
+expectations. Faults are cleared before the rollback and again at the very end,
+however the run ends.
 """
 
 from __future__ import annotations
@@ -13,28 +14,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import requests
-
-from chaos.clients.builtin import BuiltinClient
-from chaos.clients.pusher import push
 from chaos.clients.result import TIMEOUT
 from chaos.errors import ChaosError
 from chaos.lab.layout import LabState
 from chaos.proxy.control_client import ControlClient
 from chaos.runner import mirror_probe
-from chaos.runner.expectations import Verdict, evaluate
+from chaos.runner.actions import StepActions
+from chaos.runner.expectations import Verdict
 from chaos.runner.journal import Journal, StepRecord, now_iso
-from chaos.scenario.model import (
-    CheckAction,
-    ClearAction,
-    FaultAction,
-    PullAction,
-    PushAction,
-    Scenario,
-    Step,
-)
+from chaos.scenario.model import CheckAction, Scenario, Step
 
-CLIENT_TIMEOUT_S = 20.0
+QUIET_DEADLINE_S = 3.0
+QUIET_POLL_S = 0.05
+BEFORE, STEPS, ROLLBACK, AFTER = "steady_state_before", "steps", "rollback", "steady_state_after"
 
 
 class Runner:
@@ -44,6 +36,8 @@ class Runner:
         lab: LabState,
         run_dir: Path,
         *,
+        lab_handle=None,  # chaos.lab.lab.Lab when the embedded lab runs: restart and publish need it
+        engine: str = "builtin",
         on_step_start: Callable[[int, Step], None] = lambda index, step: None,
         on_step_end: Callable[[int, Step, StepRecord], None] = lambda index, step, record: None,
         progress: Callable[[str], None] = lambda message: None,
@@ -57,42 +51,59 @@ class Runner:
         self.progress = progress
         self.digests: dict[str, str | None] = {}
         self.snapshots: dict[str, mirror_probe.MirrorSnapshot] = {}
+        self.step_cursors: dict[str, int] = {}  # tap cursor when each step started
         self.active_faults: list[str] = []
         self.journal = Journal(
-            scenario={"name": scenario.name, "description": scenario.description, "path": scenario.path},
+            scenario={"name": scenario.name, "description": scenario.description, "path": scenario.path,
+                      "tags": list(scenario.tags), "variables": scenario.variables},
             lab={k: v for k, v in vars(lab).items() if k not in ("users", "process_groups")},
         )
+        self.actions = StepActions(self, lab_handle=lab_handle, engine=engine)
         self._cursor = 0
+        self._start_cursor = 0
         # Steps whose storage size a later check compares against: their
         # snapshot must wait for the mirror's background writes to land.
-        self._compared = {
-            name
-            for step in scenario.steps
-            if isinstance(step.action, CheckAction)
-            for name in (step.action.storage_unchanged_since, step.action.catalog_unchanged_since)
-            if name
-        }
-        # One worker: steps run one at a time; the pool lets a deadline bound each.
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="step")
+        self._compared = set()
+        for step in scenario.all_steps():
+            check = step.action if isinstance(step.action, CheckAction) else getattr(step.action, "until", None)
+            if check is not None:
+                self._compared |= {n for n in (check.storage_unchanged_since, check.catalog_unchanged_since, check.storage_grew_since) if n}
+        self._pool = self._new_pool()
+        self._index = 0
 
     @property
     def journal_path(self) -> Path:
         return self.run_dir / "journal.json"
 
+    @property
+    def total_steps(self) -> int:
+        return len(self.scenario.steady_state) * 2 + len(self.scenario.steps) + len(self.scenario.rollback)
+
     def run(self) -> Journal:
         started = time.monotonic()
-        self._cursor = self._latest_cursor()
+        self._cursor = self._start_cursor = self._latest_cursor()
+        interrupted = False
         try:
-            for index, step in enumerate(self.scenario.steps):
-                self.on_step_start(index, step)
-                record = self._run_step(step)
-                self.journal.steps.append(record)
-                self.journal.write(self.journal_path)
-                self.on_step_end(index, step, record)
-            self.journal.status = "failed" if self.journal.failed_steps else "completed"
-        except KeyboardInterrupt:
-            self.journal.status = "interrupted"
-            raise
+            try:
+                held_before = self._run_phase(BEFORE, self.scenario.steady_state)
+                if held_before:
+                    self._run_phase(STEPS, self.scenario.steps)
+                else:
+                    self.journal.error = "the steady state did not hold before any fault; steps skipped"
+            except KeyboardInterrupt:
+                interrupted = True
+            # Rollback always runs, with every fault cleared first.
+            self._clear_faults()
+            try:
+                self._run_phase(ROLLBACK, self.scenario.rollback)
+                if not interrupted and self.scenario.steady_state and held_before:
+                    self.journal.deviated = not self._run_phase(AFTER, self.scenario.steady_state)
+            except KeyboardInterrupt:
+                interrupted = True
+            if interrupted:
+                self.journal.status = "interrupted"
+            else:
+                self.journal.status = "failed" if self.journal.failed_steps else "completed"
         except ChaosError as exc:
             self.journal.status = "aborted"
             self.journal.error = str(exc)
@@ -103,154 +114,121 @@ class Runner:
             self.journal.ended = now_iso()
             self.journal.seconds = time.monotonic() - started
             self.journal.write(self.journal_path)
+        if interrupted:
+            raise KeyboardInterrupt
         return self.journal
+
+    def _run_phase(self, phase: str, steps: tuple[Step, ...]) -> bool:
+        held = True
+        for step in steps:
+            self.on_step_start(self._index, step)
+            record = self._run_step(step)
+            record.phase = phase
+            self.journal.steps.append(record)
+            self.journal.write(self.journal_path)
+            self.on_step_end(self._index, step, record)
+            self._index += 1
+            held = held and record.passed
+        return held
 
     # -- one step ------------------------------------------------------------
 
     def _run_step(self, step: Step) -> StepRecord:
-        record = StepRecord(name=step.name, kind=step.kind, loc=step.loc, inputs=_inputs(step))
+        record = StepRecord(name=step.name, kind=step.kind, loc=step.loc, inputs=self.actions.inputs(step))
         record.started = now_iso()
         record.faults_active = list(self.active_faults)
+        self.step_cursors[step.name] = self._cursor
         started = time.monotonic()
-        future = self._pool.submit(self._act, step)
+        deadline = started + step.timeout_s
+        future = self._pool.submit(self.actions.run, step, deadline)
         try:
-            outcome, verdicts = future.result(timeout=step.timeout_s)
+            outcome, verdicts = future.result(timeout=step.timeout_s + 1.0)
         except concurrent.futures.TimeoutError:
             outcome = {"ok": False, "error_code": TIMEOUT, "message": f"step did not finish within its {step.timeout_s:g}s deadline"}
             verdicts = [Verdict("deadline", f"<= {step.timeout_s:g}s", "exceeded", False)]
             # The stuck worker is abandoned (its client has its own timeouts); later steps get a fresh one.
             self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="step")
+            self._pool = self._new_pool()
+        except ChaosError as exc:
+            # A step that cannot act (a control API error, a component that
+            # would not restart) fails with the reason; the run goes on to its rollback.
+            outcome = {"ok": False, "error_code": type(exc).__name__, "message": str(exc)}
+            verdicts = [Verdict("step ran", True, str(exc), False)]
+            record.error = str(exc)
         record.seconds = time.monotonic() - started
         record.ended = now_iso()
+        record.outcome = outcome
         record.events = self._events_since_cursor()
         if step.kind in ("pull", "push"):
-            verdicts = evaluate(step.expect, outcome, record.events, self.digests)
-            self.digests[step.name] = outcome.get("digest")
-        record.outcome = outcome
+            verdicts = self.actions.judge(step, outcome, record.events)
+            self.digests[step.name] = _first_digest(outcome)
         record.verdicts = [v.to_dict() for v in verdicts]
         record.passed = all(v.ok for v in verdicts)
-        snap = self._snapshot(settle=step.name in self._compared or step.kind == "check")
+        snap = self.snapshot(settle=step.name in self._compared or step.kind == "check")
         if snap is not None:
             self.snapshots[step.name] = snap
             record.mirror = snap.to_dict()
         return record
 
-    def _act(self, step: Step) -> tuple[dict, list[Verdict]]:
-        action = step.action
-        if isinstance(action, PullAction):
-            return self._pull(action, step).to_dict(), []
-        if isinstance(action, PushAction):
-            return self._push(action).to_dict(), []
-        if isinstance(action, CheckAction):
-            return self._check(action, step)
-        if isinstance(action, FaultAction):
-            return self._fault(action, step)
-        if isinstance(action, ClearAction):
-            return self._clear(action, step)
-        raise AssertionError(f"unhandled step kind {step.kind}")
+    # -- shared with actions -------------------------------------------------
 
-    def _pull(self, action: PullAction, step: Step):
-        credentials = (action.login, self.lab.users[action.login]) if action.login else None
-        client = BuiltinClient(
-            mirror_url=self.lab.mirror_url,
-            proxy_url=self.lab.proxy_url or None,
-            ca_file=self.lab.ca_file or None,
-            credentials=credentials,
-            # A blob is tried up to 3 times (as dockerd does): keep them all inside the step deadline.
-            timeout=min(CLIENT_TIMEOUT_S, step.timeout_s / 4),
-            progress=self.progress,
-        )
-        return client.pull(action.image)
-
-    def _push(self, action: PushAction):
-        headers = None
-        if action.to == "mirror":
-            url = self.lab.mirror_url
-        elif action.to == "push-registry":
-            if not self.lab.push_registry_url:
-                raise ChaosError("push to push-registry: the lab has no push registry (set lab.push_registry: true)")
-            url = self.lab.push_registry_url
-        else:
-            url = self.lab.hub_url
-            headers = self._hub_push_headers(action)
-        return push(action.image, target=action.to, url=url, size_bytes=action.size_bytes, headers=headers, timeout=CLIENT_TIMEOUT_S)
-
-    def _hub_push_headers(self, action: PushAction) -> dict[str, str]:
-        # `docker push` to Hub: a token from auth.docker.io with the user's password.
-        auth = (action.login, self.lab.users[action.login]) if action.login else None
-        response = requests.get(
-            f"{self.lab.auth_url}/token",
-            params={"service": "registry.docker.io", "scope": f"repository:{action.image.repository}:pull,push"},
-            auth=auth,
-            timeout=CLIENT_TIMEOUT_S,
-        )
-        response.raise_for_status()
-        return {"Authorization": f"Bearer {response.json()['token']}"}
-
-    def _check(self, action: CheckAction, step: Step) -> tuple[dict, list[Verdict]]:
-        snap = self._snapshot(settle=True)
-        if snap is None:
-            raise ChaosError(f"{step.loc}: check needs a mirror to look at")
-        verdicts = []
-        for repo in action.cached:
-            actual = {"in_catalog": repo in snap.catalog, "in_storage": repo in snap.stored_repositories}
-            verdicts.append(Verdict(f"cached {repo}", {"in_catalog": True, "in_storage": True}, actual, all(actual.values())))
-        for repo in action.not_cached:
-            actual = {"in_catalog": repo in snap.catalog, "in_storage": repo in snap.stored_repositories}
-            verdicts.append(Verdict(f"not cached {repo}", {"in_catalog": False, "in_storage": False}, actual, not any(actual.values())))
-        if action.storage_unchanged_since:
-            before = self.snapshots[action.storage_unchanged_since]
-            verdicts.append(Verdict(f"storage bytes unchanged since {action.storage_unchanged_since}", before.storage_bytes, snap.storage_bytes, before.storage_bytes == snap.storage_bytes))
-        if action.catalog_unchanged_since:
-            before = self.snapshots[action.catalog_unchanged_since]
-            verdicts.append(Verdict(f"catalog unchanged since {action.catalog_unchanged_since}", list(before.catalog), list(snap.catalog), before.catalog == snap.catalog))
-        return {"ok": all(v.ok for v in verdicts), **snap.to_dict()}, verdicts
-
-    def _fault(self, action: FaultAction, step: Step) -> tuple[dict, list[Verdict]]:
-        applied = self.control.add(action.spec)
-        if action.name not in self.active_faults:
-            self.active_faults.append(action.name)
-        return {"ok": True, "fault": applied}, [Verdict("fault switched on", action.name, action.name, True)]
-
-    def _clear(self, action: ClearAction, step: Step) -> tuple[dict, list[Verdict]]:
-        names = action.names or tuple(self.active_faults)
-        if action.names:
-            for name in names:
-                self.control.remove(name)
-        else:
-            self.control.reset()
-        self.active_faults = [n for n in self.active_faults if n not in names]
-        remaining = [f["name"] for f in self.control.list()]
-        cleared = not any(n in remaining for n in names)
-        return {"ok": cleared, "cleared": list(names)}, [Verdict("faults cleared", list(names), remaining, cleared)]
-
-    # -- plumbing ------------------------------------------------------------
-
-    def _latest_cursor(self) -> int:
-        cursor = 0
-        for _ in range(1000):  # drain whatever the lab recorded before the run (bounded)
-            page = self.control.events(after=cursor, limit=1000)
-            if not page.events:
-                return page.next
-            cursor = page.next
-        return cursor
-
-    def _events_since_cursor(self) -> list[dict]:
-        events: list[dict] = []
-        for _ in range(100):
-            page = self.control.events(after=self._cursor, limit=1000)
-            events.extend(page.events)
-            self._cursor = page.next
-            if len(page.events) < 1000:
-                break
-        return events
-
-    def _snapshot(self, *, settle: bool = False) -> mirror_probe.MirrorSnapshot | None:
+    def snapshot(self, *, settle: bool = False) -> mirror_probe.MirrorSnapshot | None:
         if not self.lab.mirror_url:
             return None
         storage = Path(self.lab.mirror_storage) if self.lab.mirror_storage else None
         return mirror_probe.snapshot(self.lab.mirror_url, storage, settle=settle)
+
+    def events_since(self, step_name: str) -> list[dict]:
+        """Every tap event since the named step started ("start": since the run began)."""
+        cursor = self._start_cursor if step_name == "start" else self.step_cursors[step_name]
+        return self._drain(cursor)[0]
+
+    def proxy_restarted(self) -> None:
+        """The fault proxy restarted: its tap starts again at 0 and its faults are gone.
+        Tap counts that span the restart see only what came after it."""
+        self._cursor = self._start_cursor = 0
+        self.step_cursors = {name: 0 for name in self.step_cursors}
+        self.active_faults = []
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _new_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        # One worker: steps run one at a time; the pool lets a deadline bound each.
+        return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="step")
+
+    def _latest_cursor(self) -> int:
+        return self._drain(0)[1]
+
+    def _drain(self, cursor: int) -> tuple[list[dict], int]:
+        events: list[dict] = []
+        for _ in range(1000):  # bounded: at most a million events
+            page = self.control.events(after=cursor, limit=1000)
+            events.extend(page.events)
+            cursor = page.next
+            if len(page.events) < 1000:
+                break
+        return events, cursor
+
+    def _events_since_cursor(self) -> list[dict]:
+        self._wait_for_quiet_upstream()
+        events, self._cursor = self._drain(self._cursor)
+        return events
+
+    def _wait_for_quiet_upstream(self) -> None:
+        """Let requests the step caused finish before reading the tap.
+
+        A mirror keeps copying a blob into its storage after its client got it;
+        without this wait those bytes would land in the next step's events. Two
+        quiet readings in a row count as quiet; QUIET_DEADLINE_S bounds the wait
+        (a blackholed request never finishes).
+        """
+        deadline = time.monotonic() + QUIET_DEADLINE_S
+        quiet = 0
+        while time.monotonic() < deadline:
+            quiet = quiet + 1 if self.control.health().get("in_flight", 0) == 0 else 0
+            if quiet >= 2:
+                return
+            time.sleep(QUIET_POLL_S)
 
     def _clear_faults(self) -> None:
         """A fault must never outlive its run, whatever ended the run."""
@@ -261,16 +239,10 @@ class Runner:
         self.active_faults = []
 
 
-def _inputs(step: Step) -> dict:
-    action = step.action
-    if isinstance(action, PullAction):
-        return {"image": str(action.image), "login": action.login}
-    if isinstance(action, PushAction):
-        return {"image": str(action.image), "to": action.to, "size_bytes": action.size_bytes}
-    if isinstance(action, CheckAction):
-        return {k: v for k, v in vars(action).items() if v}
-    if isinstance(action, FaultAction):
-        return {"fault": action.spec}
-    if isinstance(action, ClearAction):
-        return {"faults": list(action.names) or "all"}
-    return {}
+def _first_digest(outcome: dict) -> str | None:
+    if "results" in outcome:
+        for attempt in outcome["results"]:
+            if attempt.get("digest"):
+                return attempt["digest"]
+        return None
+    return outcome.get("digest")

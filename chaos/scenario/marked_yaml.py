@@ -31,8 +31,20 @@ class MarkedList(list):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
+class MarkedStr(str):
+    """A text scalar that remembers its line (for `${VAR}` errors)."""
+
+    line: int = 0
+
+
 class _MarkedLoader(yaml.SafeLoader):
     pass
+
+
+def _construct_str(loader: _MarkedLoader, node: yaml.ScalarNode) -> MarkedStr:
+    value = MarkedStr(loader.construct_scalar(node))
+    value.line = node.start_mark.line + 1
+    return value
 
 
 def _construct_mapping(loader: _MarkedLoader, node: yaml.MappingNode) -> MarkedDict:
@@ -59,6 +71,7 @@ def _construct_sequence(loader: _MarkedLoader, node: yaml.SequenceNode) -> Marke
 
 _MarkedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _MarkedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+_MarkedLoader.add_constructor("tag:yaml.org,2002:str", _construct_str)
 
 
 def load_marked(path: Path):

@@ -1,0 +1,45 @@
+"""bandwidth: the response body streams at `rate_kbps` kilobytes per second.
+
+Units: 1 kB = 1000 bytes, so rate_kbps 500 is 500 000 bytes of body per
+second (headers are not paced). The rate holds per response, for each response
+on its own; other flows are not slowed, and nothing is buffered: the proxy
+reads from the upstream only as fast as the rate allows (chaos.proxy.pacer).
+Where the upstream connection cannot be reached (see chaos.proxy.transports)
+the fault does not act, and the tap shows it did not.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from mitmproxy import http
+
+from chaos.faults.base import BodyFilter, FaultKind, ParamError, has_body
+from chaos.faults.registry import register
+from chaos.proxy.pacer import ReadPacer
+from chaos.proxy.transports import server_transport
+
+log = logging.getLogger(__name__)
+
+
+@register
+class Bandwidth(FaultKind):
+    name = "bandwidth"
+
+    @dataclass(frozen=True)
+    class Params:
+        rate_kbps: float  # kilobytes (1000 bytes) per second
+
+        def __post_init__(self) -> None:
+            if self.rate_kbps <= 0:
+                raise ParamError("rate_kbps", f"must be above 0, got {self.rate_kbps:g}")
+
+    def body_filter(self, flow: http.HTTPFlow) -> BodyFilter | None:
+        if not has_body(flow):
+            return None
+        transport = server_transport(flow)
+        if transport is None:
+            log.warning(f"hub-chaos: bandwidth: cannot pace {flow.request.pretty_url}: no upstream transport")
+            return None
+        return ReadPacer(transport, self.params.rate_kbps * 1000)

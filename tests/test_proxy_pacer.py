@@ -1,0 +1,80 @@
+import asyncio
+
+import pytest
+
+from chaos.proxy.pacer import ReadPacer, TokenBucket
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_bucket_starts_empty_and_refills_at_the_rate():
+    clock = Clock()
+    bucket = TokenBucket(1000, burst_bytes=100, clock=clock)
+    assert bucket.take(500) == pytest.approx(0.5)  # 500 bytes of debt at 1000 B/s
+    clock.now = 0.5
+    assert bucket.take(0) == 0
+    clock.now = 10  # idle time buys at most `burst` bytes
+    assert bucket.take(100) == 0
+    assert bucket.take(100) == pytest.approx(0.1)
+
+
+def test_bucket_rejects_a_rate_of_zero():
+    with pytest.raises(ValueError):
+        TokenBucket(0, 0)
+
+
+class FakeTransport:
+    def __init__(self):
+        self.reading = True
+        self.closing = False
+        self.pauses = 0
+
+    def pause_reading(self):
+        self.reading = False
+        self.pauses += 1
+
+    def resume_reading(self):
+        self.reading = True
+
+    def is_closing(self):
+        return self.closing
+
+
+def test_pacer_passes_chunks_through_and_pauses_reading_while_in_debt():
+    async def scenario():
+        transport = FakeTransport()
+        pacer = ReadPacer(transport, rate_bytes_per_s=1000)
+        assert pacer(b"x" * 50) == b"x" * 50  # never holds a chunk back
+        assert not transport.reading
+        await asyncio.sleep(0.2)  # 50 bytes at 1000 B/s: 50 ms
+        assert transport.reading
+        assert pacer(b"") == b"" and transport.reading  # the end-of-body call costs nothing
+
+    asyncio.run(scenario())
+
+
+def test_closing_the_pacer_resumes_a_paused_connection_at_once():
+    async def scenario():
+        transport = FakeTransport()
+        pacer = ReadPacer(transport, rate_bytes_per_s=1)
+        pacer(b"x" * 1000)  # would pause for 1000 s
+        pacer.close()
+        assert transport.reading
+
+    asyncio.run(scenario())
+
+
+def test_a_closing_transport_is_left_alone():
+    async def scenario():
+        transport = FakeTransport()
+        transport.closing = True
+        ReadPacer(transport, rate_bytes_per_s=1)(b"x" * 10)
+        assert transport.pauses == 0
+
+    asyncio.run(scenario())
