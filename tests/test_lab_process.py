@@ -66,3 +66,14 @@ def test_stop_kills_the_whole_group_including_grandchildren(tmp_path):
 def test_missing_binary_is_an_environment_problem():
     with pytest.raises(EnvironmentProblem, match="no-such-binary-xyz not found: install it"):
         require_binary("no-such-binary-xyz", "install it")
+
+
+def test_a_go_panic_cause_is_kept_above_its_goroutine_dump(tmp_path):
+    from chaos.lab.process import log_tail
+
+    log = tmp_path / "mirror.log"
+    dump = "\n".join(f"\tgithub.com/docker/distribution/x.go:{n}" for n in range(40))
+    log.write_text('panic: Get "https://registry-1.docker.io/v2/": Bad Gateway\n\ngoroutine 1 [running]:\n' + dump)
+    tail = log_tail(log)
+    assert tail.splitlines()[0].strip().startswith("panic: Get")
+    assert "x.go:39" in tail

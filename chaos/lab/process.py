@@ -27,7 +27,9 @@ def _die_with_parent() -> None:
     """Runs in the child before exec: new session, and SIGTERM when chaos dies.
 
     The death signal is the last-resort cleanup for a chaos process that is
-    SIGKILLed and so never runs its own teardown.
+    SIGKILLed and so never runs its own teardown. Linux sends it when the
+    *thread* that forked the child ends: start components from a thread that
+    lives as long as the lab (the runner restarts them on its main thread).
     """
     os.setsid()
     try:
@@ -41,7 +43,12 @@ def log_tail(path: Path, lines: int = 15) -> str:
         text = path.read_text(errors="replace")
     except OSError:
         return "(no log)"
-    tail = text.strip().splitlines()[-lines:]
+    all_lines = text.strip().splitlines()
+    tail = all_lines[-lines:]
+    # A Go panic's cause sits above its goroutine dump: bring it into view.
+    panics = [line for line in all_lines if line.startswith("panic:")]
+    if panics and panics[-1] not in tail:
+        tail = [panics[-1], "..."] + tail
     return "\n".join("    " + line for line in tail) or "    (log is empty)"
 
 
@@ -140,13 +147,30 @@ class ManagedProcess:
 
 
 def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs. Zombies do not count: a
+    detached lab's children are reaped by whoever inherited them (and some
+    containers' init never does), but a zombie holds no port and no file."""
     try:
         os.killpg(pgid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ")".
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def stop_group(pgid: int, grace_s: float = 5.0) -> None:

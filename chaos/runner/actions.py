@@ -7,7 +7,6 @@ judged later, once the step's upstream events are known.
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 from typing import TYPE_CHECKING
 
@@ -16,7 +15,9 @@ import requests
 from chaos.clients.builtin import BuiltinClient
 from chaos.clients.pusher import push
 from chaos.errors import ChaosError, UsageError
+from chaos.faults.base import UnknownFault
 from chaos.runner.checks import judge_check
+from chaos.runner.deadline import DeadlineExceeded, map_with_deadline
 from chaos.runner.expectations import Verdict, attempt_verdicts, evaluate
 from chaos.scenario.model import (
     CheckAction,
@@ -108,9 +109,10 @@ class StepActions:
         wanted = repeat.times
         attempts: list[dict] = []
         check_verdicts: list[list[Verdict]] = []
-        while (wanted is None or len(attempts) < wanted) and time.monotonic() < min(stop_at, deadline - 0.5):
+        cancelled = self.runner.cancelled
+        while (wanted is None or len(attempts) < wanted) and time.monotonic() < min(stop_at, deadline - 0.5) and not cancelled.is_set():
             if attempts and repeat.interval_s:
-                time.sleep(min(repeat.interval_s, max(0.0, deadline - time.monotonic() - 0.5)))
+                cancelled.wait(min(repeat.interval_s, max(0.0, deadline - time.monotonic() - 0.5)))
             action = step.action
             if isinstance(action, PullAction):
                 attempts.extend(self._pull_all(action, step, deadline).get("results") or [])
@@ -155,9 +157,10 @@ class StepActions:
 
         if len(action.images) == 1 and not step.repeat:
             return pull_one(action.images[0])
-        workers = min(action.concurrency, len(action.images))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
-            results = list(pool.map(pull_one, action.images, timeout=max(0.1, deadline - time.monotonic())))
+        try:
+            results = map_with_deadline(pull_one, action.images, action.concurrency, max(0.1, deadline - time.monotonic()))
+        except DeadlineExceeded as exc:
+            return {"ok": False, "error_code": "TIMEOUT", "message": f"pulls did not finish before the step deadline: {exc}", "results": []}
         return {"ok": all(r["ok"] for r in results), "results": results}
 
     def _push(self, action: PushAction):
@@ -206,16 +209,16 @@ class StepActions:
     def _wait(self, action: WaitAction, step: Step, deadline: float) -> tuple[dict, list[Verdict]]:
         started = time.monotonic()
         if action.until is None:
-            time.sleep(max(0.0, min(action.seconds, deadline - started - 0.5)))
+            self.runner.cancelled.wait(max(0.0, min(action.seconds, deadline - started - 0.5)))
             waited = time.monotonic() - started
             return {"ok": True, "seconds": waited}, [Verdict("waited", f"{action.seconds:g}s", f"{waited:.2f}s", waited >= action.seconds - 0.05)]
         polls = 0
         while True:
             polls += 1
             outcome, verdicts = self._check(action.until, step)
-            if outcome["ok"] or time.monotonic() + action.interval_s > deadline - 0.5:
+            if outcome["ok"] or time.monotonic() + action.interval_s > deadline - 0.5 or self.runner.cancelled.is_set():
                 break
-            time.sleep(action.interval_s)
+            self.runner.cancelled.wait(action.interval_s)
         waited = time.monotonic() - started
         verdict = Verdict("until holds", True, {"held": outcome["ok"], "polls": polls, "seconds": round(waited, 2),
                                                 "failing": [v.what for v in verdicts if not v.ok]}, outcome["ok"])
@@ -231,15 +234,21 @@ class StepActions:
 
     def _clear(self, action: ClearAction) -> tuple[dict, list[Verdict]]:
         names = action.names or tuple(self.runner.active_faults)
+        already_off = []
         if action.names:
             for name in names:
-                self.runner.control.remove(name)
+                try:
+                    self.runner.control.remove(name)
+                except UnknownFault:
+                    # Expired, or cleared before the rollback: the goal (not active) holds.
+                    already_off.append(name)
         else:
             self.runner.control.reset()
         self.runner.active_faults = [n for n in self.runner.active_faults if n not in names]
         remaining = [f["name"] for f in self.runner.control.list()]
         cleared = not any(n in remaining for n in names) and (bool(action.names) or not remaining)
-        return {"ok": cleared, "cleared": list(names)}, [Verdict("faults cleared", list(names), {"still_active": remaining}, cleared)]
+        outcome = {"ok": cleared, "cleared": list(names), "already_off": already_off}
+        return outcome, [Verdict("faults cleared", list(names), {"still_active": remaining}, cleared)]
 
     # -- the lab itself --------------------------------------------------------
 

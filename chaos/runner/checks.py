@@ -17,6 +17,8 @@ def judge_check(
     events_since: Callable[[str], list[dict]],
 ) -> list[Verdict]:
     verdicts = []
+    if snap.catalog_error and (check.cached or check.not_cached or check.catalog_unchanged_since):
+        verdicts.append(Verdict("mirror answers its catalog API", True, snap.catalog_error, False))
     for repo in check.cached:
         actual = {"in_catalog": repo in snap.catalog, "in_storage": repo in snap.stored_repositories}
         verdicts.append(Verdict(f"cached {repo}", {"in_catalog": True, "in_storage": True}, actual, all(actual.values())))

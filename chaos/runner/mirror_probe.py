@@ -21,12 +21,14 @@ class MirrorSnapshot:
     catalog: tuple[str, ...]
     stored_repositories: tuple[str, ...]  # repositories with at least one manifest on disk
     storage_bytes: int
+    catalog_error: str | None = None  # the mirror did not answer its catalog API
 
     def to_dict(self) -> dict:
         return {
             "catalog": list(self.catalog),
             "stored_repositories": list(self.stored_repositories),
             "storage_bytes": self.storage_bytes,
+            "catalog_error": self.catalog_error,
         }
 
 
@@ -40,10 +42,16 @@ def snapshot(mirror_url: str, storage: Path | None, *, settle: bool = False, tim
         size = 0
     else:
         size = settled_bytes(storage) if settle else _tree_bytes(storage)
+    try:
+        catalog, error = tuple(sorted(_catalog(mirror_url, timeout))), None
+    except (requests.RequestException, ValueError) as exc:
+        # A mirror that is down (a restart step, a crash) is a finding, not a crash of ours.
+        catalog, error = (), f"catalog of {mirror_url} unavailable: {exc}"
     return MirrorSnapshot(
-        catalog=tuple(sorted(_catalog(mirror_url, timeout))),
+        catalog=catalog,
         stored_repositories=tuple(sorted(_stored_repositories(storage))) if storage else (),
         storage_bytes=size,
+        catalog_error=error,
     )
 
 

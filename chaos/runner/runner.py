@@ -9,7 +9,7 @@ however the run ends.
 
 from __future__ import annotations
 
-import concurrent.futures
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +20,7 @@ from chaos.lab.layout import LabState
 from chaos.proxy.control_client import ControlClient
 from chaos.runner import mirror_probe
 from chaos.runner.actions import StepActions
+from chaos.runner.deadline import DeadlineExceeded, call_with_deadline
 from chaos.runner.expectations import Verdict
 from chaos.runner.journal import Journal, StepRecord, now_iso
 from chaos.scenario.model import CheckAction, Scenario, Step
@@ -68,8 +69,9 @@ class Runner:
             check = step.action if isinstance(step.action, CheckAction) else getattr(step.action, "until", None)
             if check is not None:
                 self._compared |= {n for n in (check.storage_unchanged_since, check.catalog_unchanged_since, check.storage_grew_since) if n}
-        self._pool = self._new_pool()
         self._index = 0
+        # Set on Ctrl-C: waits and repeats in the abandoned step stop early.
+        self.cancelled = threading.Event()
 
     @property
     def journal_path(self) -> Path:
@@ -92,6 +94,7 @@ class Runner:
                     self.journal.error = "the steady state did not hold before any fault; steps skipped"
             except KeyboardInterrupt:
                 interrupted = True
+                self.cancelled.set()
             # Rollback always runs, with every fault cleared first.
             self._clear_faults()
             try:
@@ -110,7 +113,6 @@ class Runner:
             raise
         finally:
             self._clear_faults()
-            self._pool.shutdown(wait=False, cancel_futures=True)
             self.journal.ended = now_iso()
             self.journal.seconds = time.monotonic() - started
             self.journal.write(self.journal_path)
@@ -140,15 +142,19 @@ class Runner:
         self.step_cursors[step.name] = self._cursor
         started = time.monotonic()
         deadline = started + step.timeout_s
-        future = self._pool.submit(self.actions.run, step, deadline)
         try:
-            outcome, verdicts = future.result(timeout=step.timeout_s + 1.0)
-        except concurrent.futures.TimeoutError:
+            if step.kind == "restart":
+                # On this (the main) thread: a child's PR_SET_PDEATHSIG fires when the
+                # *thread* that started it ends, so a restarted component must not be
+                # started from a short-lived step thread. Its readiness has its own deadline.
+                outcome, verdicts = self.actions.run(step, deadline)
+            else:
+                # The action watches the deadline itself; the extra second is for a stuck client.
+                outcome, verdicts = call_with_deadline(lambda: self.actions.run(step, deadline), step.timeout_s + 1.0, step.name)
+        except DeadlineExceeded:
+            # The stuck thread is abandoned (a daemon; its client has its own timeouts).
             outcome = {"ok": False, "error_code": TIMEOUT, "message": f"step did not finish within its {step.timeout_s:g}s deadline"}
             verdicts = [Verdict("deadline", f"<= {step.timeout_s:g}s", "exceeded", False)]
-            # The stuck worker is abandoned (its client has its own timeouts); later steps get a fresh one.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
         except ChaosError as exc:
             # A step that cannot act (a control API error, a component that
             # would not restart) fails with the reason; the run goes on to its rollback.
@@ -161,7 +167,7 @@ class Runner:
         record.events = self._events_since_cursor()
         if step.kind in ("pull", "push"):
             verdicts = self.actions.judge(step, outcome, record.events)
-            self.digests[step.name] = _first_digest(outcome)
+        self.digests[step.name] = _first_digest(outcome)
         record.verdicts = [v.to_dict() for v in verdicts]
         record.passed = all(v.ok for v in verdicts)
         snap = self.snapshot(settle=step.name in self._compared or step.kind == "check")
@@ -191,10 +197,6 @@ class Runner:
         self.active_faults = []
 
     # -- plumbing ------------------------------------------------------------
-
-    def _new_pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        # One worker: steps run one at a time; the pool lets a deadline bound each.
-        return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="step")
 
     def _latest_cursor(self) -> int:
         return self._drain(0)[1]

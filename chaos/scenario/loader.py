@@ -96,6 +96,7 @@ def _parse(doc: Any, filename: str, overrides: Mapping[str, str], environ: Mappi
     _check_names(ctx, scenario)
     _check_references(ctx, scenario)
     _check_logins(ctx, scenario)
+    _check_cleared_faults(ctx, scenario)
     if target is not None:
         _check_target_steps(ctx, scenario)
     return scenario
@@ -229,6 +230,22 @@ def _check_logins(ctx: Ctx, scenario: Scenario) -> None:
         if login is not None and login not in users:
             where = "target.users" if scenario.target else "lab.users"
             raise ctx.fail(step.line, f"login: unknown user {login!r}; {where} defines: {', '.join(sorted(users)) or 'nobody'}")
+
+
+def _check_cleared_faults(ctx: Ctx, scenario: Scenario) -> None:
+    """`clear: NAME` must name a fault some earlier step switches on: a typo
+    would otherwise leave the real fault on until it expires."""
+    from chaos.scenario.fields import did_you_mean
+    from chaos.scenario.model import ClearAction, FaultAction
+
+    defined: set[str] = set()
+    for step in scenario.all_steps():
+        if isinstance(step.action, FaultAction):
+            defined.add(step.action.name)
+        elif isinstance(step.action, ClearAction):
+            for name in step.action.names:
+                if name not in defined:
+                    raise ctx.fail(step.line, f"clear: no earlier step switches on a fault named {name!r}{did_you_mean(name, sorted(defined))}")
 
 
 def _check_target_steps(ctx: Ctx, scenario: Scenario) -> None:

@@ -20,10 +20,19 @@ from chaos.scenario.expect import ENDPOINT_KINDS
 from chaos.scenario.steps import CHECK_KEYS, COMPONENTS, ENGINES
 
 SCHEMA_ID = "https://hub-chaos.invalid/schemas/scenario.schema.json"
-_DURATION = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$"}],
+# `${NAME}` stands for a value of any type until the loader substitutes it.
+_VARIABLE = {"type": "string", "pattern": r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$"}
+
+
+def _or_variable(schema: dict) -> dict:
+    if schema.get("type") == "string" or not schema:
+        return schema
+    return {"anyOf": [schema, _VARIABLE]}
+
+_DURATION = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$"}, _VARIABLE],
              "description": "seconds, or a text like 30s, 500ms, 2m"}
 _SIZE = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}], "description": "bytes, or a text like 5MB, 512KiB"}
-_COMPARISON = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\s*(==|>=|<=|!=|>|<)?\s*\d+(\.\d+)?\s*$"}],
+_COMPARISON = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\s*(==|>=|<=|!=|>|<)?\s*\d+(\.\d+)?\s*$"}, _VARIABLE],
                "description": "an exact count, or a comparison like '>= 3'"}
 _IMAGE = {"type": "string", "description": "a Docker Hub image reference, e.g. alpine:3.19 or acme/app:1"}
 _NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"}
@@ -88,7 +97,7 @@ def _fault() -> dict:
     variants = []
     for name, kind in sorted(shipped.items()):
         hints = typing.get_type_hints(kind.Params)
-        params = {f.name: _param_schema(hints[f.name]) for f in dataclasses.fields(kind.Params)}
+        params = {f.name: _or_variable(_param_schema(hints[f.name])) for f in dataclasses.fields(kind.Params)}
         required = [f.name for f in dataclasses.fields(kind.Params)
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         variants.append({
