@@ -1,0 +1,89 @@
+"""Faults through the whole lab with the builtin client and the real mirror:
+what each does on the wire as a user of the mirror sees it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from chaos.clients.builtin import BuiltinClient
+from chaos.clients.result import DIGEST_MISMATCH
+from chaos.lab.lab import Lab
+from chaos.proxy.control_client import ControlClient
+from chaos.reference import parse_reference
+from chaos.scenario.model import LabSpec, SeedImage
+from tests.lab_helpers import processes_mentioning
+
+pytestmark = pytest.mark.lab
+
+IMAGES = [parse_reference(f"library/img{n}:1") for n in range(4)]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults-lab")
+    lab = Lab(LabSpec(images=tuple(SeedImage(ref, 400_000) for ref in IMAGES)), root)
+    try:
+        lab.start()
+        yield lab
+    finally:
+        lab.stop()
+        assert not processes_mentioning(str(root))
+
+
+@pytest.fixture
+def control(lab):
+    with ControlClient(lab.state.control_url) as client:
+        client.reset()
+        yield client
+        client.reset()
+
+
+def client(lab, *, mirror: bool) -> BuiltinClient:
+    return BuiltinClient(
+        mirror_url=lab.state.mirror_url if mirror else None,
+        proxy_url=lab.state.proxy_url, ca_file=lab.state.ca_file, timeout=10,
+    )
+
+
+def test_corrupt_blob_from_the_cdn_is_a_digest_mismatch_for_the_client(lab, control):
+    control.add({"name": "bad-bytes", "kind": "corrupt", "match": {"roles": ["cdn"]}})
+    result = client(lab, mirror=False).pull(IMAGES[0])
+    assert not result.ok
+    assert result.error_code == DIGEST_MISMATCH
+    assert "sha256:" in result.message
+
+
+def test_corrupt_blob_through_the_mirror_is_caught_too(lab, control):
+    # The mirror relays what its upstream sent; the client still verifies.
+    control.add({"name": "bad-bytes", "kind": "corrupt", "match": {"roles": ["cdn"]}, "trigger": {"first": 1}})
+    result = client(lab, mirror=True).pull(IMAGES[1])
+    mirror_attempt = result.attempts[0]
+    assert mirror_attempt.endpoint == "mirror" and mirror_attempt.error_code == DIGEST_MISMATCH
+    # Only the first CDN response was corrupted: the fallback to Hub succeeds.
+    assert result.ok and result.served_by == "hub"
+
+
+def test_rate_limit_budget_counts_manifest_gets_not_heads(lab, control):
+    control.add({"name": "limit", "kind": "rate-limit", "params": {"limit": 3}, "match": {"roles": ["registry"]}})
+    mirror, hub = client(lab, mirror=True), client(lab, mirror=False)
+    # One GET: the mirror fetches the manifest once...
+    assert mirror.pull(IMAGES[3]).served_by == "mirror"
+    # ...then revalidates the cached tag with HEADs, which Hub never counts.
+    assert all(mirror.pull(IMAGES[3]).ok for _ in range(5))
+    # Both share one identity (anonymous, 127.0.0.1): two GETs left, then 429.
+    results = [hub.pull(IMAGES[2]) for _ in range(3)]
+    assert [r.ok for r in results] == [True, True, False]
+    assert results[2].error_code == "TOOMANYREQUESTS"
+    assert "pull rate limit" in results[2].message
+    counters = control.list()[0]["counters"]
+    assert counters["applied"] == 1  # only the refused GET
+
+
+def test_fault_expires_without_any_call(lab, control):
+    control.add({"name": "short", "kind": "refuse", "ttl_s": 1})
+    assert client(lab, mirror=False).pull(IMAGES[0]).error_code == "NETWORK"
+    time.sleep(1.3)
+    assert control.list() == []
+    assert client(lab, mirror=False).pull(IMAGES[0]).ok
