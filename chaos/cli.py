@@ -424,6 +424,28 @@ def tap(follow, after, as_json, control_url, lab_dir) -> None:
             time.sleep(0.5)
 
 
+@main.command("proxy-options")
+def proxy_options() -> None:
+    """Print the fault proxy addon's mitmdump options with their help.
+
+    (`mitmdump --options` cannot list them: mitmproxy prints its options
+    before it loads scripts.)"""
+    import io
+
+    from mitmproxy import optmanager
+    from mitmproxy.test import taddons
+
+    from chaos.proxy.addon import HubChaos
+    from chaos.proxy.cdn_redirect import CdnRedirect
+
+    with taddons.context(HubChaos(), CdnRedirect()) as tctx:
+        out = io.StringIO()
+        optmanager.dump_defaults(tctx.options, out)
+    # dump_defaults writes YAML: a comment block then `name: default` per option.
+    blocks = out.getvalue().split("\n\n")
+    click.echo("\n\n".join(b.strip("\n") for b in blocks if "\nhub_" in "\n" + b or b.startswith("hub_")))
+
+
 def _print_state(state) -> None:
     click.echo(f"mirror         {state.mirror_url}")
     click.echo(f"fault proxy    {state.proxy_url}  (control {state.control_url})")

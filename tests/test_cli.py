@@ -44,3 +44,30 @@ def test_lab_status_without_a_lab(tmp_path):
     result = CliRunner().invoke(main, ["lab", "status", "--lab-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "no lab running" in result.output
+
+
+def test_proxy_options_lists_every_addon_option_with_help():
+    result = CliRunner().invoke(main, ["proxy-options"])
+    assert result.exit_code == 0, result.output
+    for option in ("hub_routes", "hub_control", "hub_control_portfile", "hub_faults", "hub_tap_capacity",
+                   "hub_cdn_host", "hub_cdn_secret_file"):
+        assert f"\n{option}: " in "\n" + result.output
+    assert "connection_strategy" not in result.output  # mitmproxy's own options stay out
+
+
+def test_undefined_variable_exits_2_and_var_fixes_it(tmp_path):
+    scenario = tmp_path / "v.yaml"
+    scenario.write_text("name: t\nsteps:\n  - pull: ${IMAGE}\n")
+    missing = CliRunner().invoke(main, ["validate", str(scenario)])
+    assert missing.exit_code == 2 and f"{scenario}:3: undefined variable 'IMAGE'" in missing.output
+    given = CliRunner().invoke(main, ["validate", str(scenario), "--var", "IMAGE=redis:7"])
+    assert given.exit_code == 0, given.output
+    bad = CliRunner().invoke(main, ["validate", str(scenario), "--var", "no-equals"])
+    assert bad.exit_code == 2 and "--var 'no-equals'" in bad.output
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path):
+    result = CliRunner().invoke(main, ["run", "scenarios/hub-down.yaml", "--dry-run", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "warm-alpine" in result.output and "alice/private-app:1.0" in result.output
+    assert not (tmp_path / "run").exists()
