@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from chaos.clients.engines import ENGINES
 from chaos.errors import ChaosError, UsageError
 
 DEFAULT_LAB_DIR = Path(".chaos/lab")
@@ -86,8 +87,8 @@ _var_option = click.option("--var", "var_pairs", multiple=True, metavar="NAME=VA
               help="Folder for journal.json and component logs (default: runs/<time>-<scenario>).")
 @click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag (repeatable: any of them).")
 @_var_option
-@click.option("--engine", type=click.Choice(["builtin"]), default="builtin", show_default=True,
-              help="Client that pulls (steps may choose their own).")
+@click.option("--engine", type=click.Choice(ENGINES), default="builtin", show_default=True,
+              help="Client that pulls: the builtin emulation, a real Docker daemon, or skopeo (steps may choose their own).")
 @click.option("--keep-lab", is_flag=True, help="Leave the lab running after the run (stop it with `chaos lab down`).")
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan; start nothing.")
 def run(scenario_paths, run_dir, tags, var_pairs, engine, keep_lab, dry_run) -> None:
@@ -148,9 +149,12 @@ def _run_one(scenario, run_dir: Path, engine: str, keep_lab: bool):
         click.echo(summary_line(journal, str(runner.journal_path)))
         return journal
 
+    engines = _engines_used(scenario, engine)
     if scenario.target:
-        return execute(state_for_target(scenario.target), None)
-    lab = Lab(scenario.lab, run_dir / "lab", progress=_echo_progress, detached=keep_lab)
+        state = state_for_target(scenario.target)
+        _preflight_engines(engines, state)
+        return execute(state, None)
+    lab = Lab(scenario.lab, run_dir / "lab", progress=_echo_progress, detached=keep_lab, engines=engines - {"builtin"})
     lab.start()
     try:
         journal = execute(lab.state, lab)
@@ -162,6 +166,20 @@ def _run_one(scenario, run_dir: Path, engine: str, keep_lab: bool):
     else:
         lab.stop()
     return journal
+
+
+def _engines_used(scenario, run_engine: str) -> set[str]:
+    from chaos.scenario.model import PullAction
+
+    return {run_engine} | {s.action.engine for s in scenario.all_steps() if isinstance(s.action, PullAction) and s.action.engine}
+
+
+def _preflight_engines(engines: set[str], state) -> None:
+    """Against a target no lab starts an engine: say now, before any step, when one cannot run (exit 3)."""
+    from chaos.clients.engines import make_engine
+
+    for name in sorted(engines - {"builtin"}):
+        make_engine(name, lab=state, credentials=None, timeout=10.0, progress=None).close()
 
 
 @main.command()
@@ -195,11 +213,16 @@ def schema() -> None:
               help="Where `chaos lab up` keeps its state.")
 @click.option("--live", is_flag=True, help="Allow pulling from the REAL Docker Hub (no fault proxy).")
 @click.option("--timeout", type=click.FloatRange(min=0.1, max=3600), default=30.0, show_default=True,
-              help="Seconds for each network operation.")
+              help="Seconds: each network operation (builtin), the whole pull (docker, skopeo).")
+@click.option("--engine", type=click.Choice(ENGINES), default="builtin", show_default=True,
+              help="Who pulls: the builtin emulation, the Docker daemon (the lab's, else DOCKER_HOST), or skopeo.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def pull(image, mirror_url, user, password, proxy_url, ca_file, lab_dir, live, timeout, as_json) -> None:
-    """Pull IMAGE like a Docker daemon with registry-mirrors: mirror first, then Hub."""
-    from chaos.clients.builtin import BuiltinClient
+def pull(image, mirror_url, user, password, proxy_url, ca_file, lab_dir, live, timeout, engine, as_json) -> None:
+    """Pull IMAGE like a Docker daemon with registry-mirrors: mirror first, then Hub.
+
+    With --timeout, the builtin engine bounds each network operation; docker
+    and skopeo bound the whole pull."""
+    from chaos.clients.engines import make_engine
     from chaos.lab.layout import LabPaths, LabState
     from chaos.reference import parse_reference
 
@@ -218,11 +241,13 @@ def pull(image, mirror_url, user, password, proxy_url, ca_file, lab_dir, live, t
         click.echo("chaos: LIVE MODE: Hub traffic goes to the real registry-1.docker.io", err=True)
     if user and password is None:
         raise UsageError(f"--login {user}: no password (pass --password or set CHAOS_PASSWORD)")
-    client = BuiltinClient(
-        mirror_url=mirror_url, proxy_url=proxy_url, ca_file=ca_file,
-        credentials=(user, password) if user else None, timeout=timeout, progress=_echo_progress,
-    )
-    result = client.pull(ref)
+    where = LabState(root=str(lab_dir), mirror_url=mirror_url or "", proxy_url=proxy_url or "", ca_file=ca_file or "",
+                     docker_host=lab.docker_host if lab else "")
+    puller = make_engine(engine, lab=where, credentials=(user, password) if user else None, timeout=timeout, progress=_echo_progress)
+    try:
+        result = puller.pull(ref)
+    finally:
+        puller.close()
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif result.ok:
@@ -243,7 +268,9 @@ def lab() -> None:
 @lab.command("up")
 @click.argument("scenario_file", required=False, type=click.Path(path_type=Path))
 @click.option("--lab-dir", type=click.Path(path_type=Path), default=DEFAULT_LAB_DIR, show_default=True)
-def lab_up(scenario_file: Path | None, lab_dir: Path) -> None:
+@click.option("--engine", "engines", multiple=True, type=click.Choice([e for e in ENGINES if e != "builtin"]),
+              help="Also serve this real engine (docker: a private dockerd behind the mirror; repeatable).")
+def lab_up(scenario_file: Path | None, lab_dir: Path, engines: tuple[str, ...]) -> None:
     """Start a lab (hub seeded from SCENARIO_FILE's lab section, default scenarios/hub-down.yaml)."""
     from chaos.lab.lab import Lab
     from chaos.lab.layout import LabPaths
@@ -253,7 +280,7 @@ def lab_up(scenario_file: Path | None, lab_dir: Path) -> None:
         raise UsageError(f"a lab is already running in {lab_dir} (`chaos lab down --lab-dir {lab_dir}` first)")
     scenario_file = scenario_file or Path(__file__).resolve().parents[1] / "scenarios" / "hub-down.yaml"
     spec = load_scenario(scenario_file).lab
-    lab_ = Lab(spec, lab_dir, progress=_echo_progress, detached=True)
+    lab_ = Lab(spec, lab_dir, progress=_echo_progress, detached=True, engines=set(engines))
     state = lab_.start()
     _print_state(state)
 
@@ -292,6 +319,11 @@ def lab_down(lab_dir: Path) -> None:
     for name, pgid in reversed(list(state.process_groups.items())):
         stop_group(pgid)
         click.echo(f"stopped {name}")
+    if state.docker_exec_root or "dockerd" in state.process_groups:
+        # dockerd's containerd, mounts, sockets and data root outlive its process group.
+        from chaos.lab.dockerd import cleanup
+
+        cleanup(LabPaths(lab_dir).dockerd_data_root, Path(state.docker_exec_root) if state.docker_exec_root else None)
     state_file.unlink()
 
 
@@ -450,9 +482,11 @@ def _print_state(state) -> None:
     click.echo(f"mirror         {state.mirror_url}")
     click.echo(f"fault proxy    {state.proxy_url}  (control {state.control_url})")
     click.echo(f"proxy CA       {state.ca_file}")
-    click.echo(f"lab hub        {state.hub_url}  (auth {state.auth_url})")
+    click.echo(f"lab hub        {state.hub_url}  (auth {state.auth_url}, blob CDN {state.cdn_url})")
     if state.push_registry_url:
         click.echo(f"push registry  {state.push_registry_url}")
+    if state.docker_host:
+        click.echo(f"dockerd        {state.docker_host}  (DOCKER_HOST={state.docker_host} docker pull ...)")
 
 
 if __name__ == "__main__":

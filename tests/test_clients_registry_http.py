@@ -94,13 +94,23 @@ def test_insufficient_scope_without_body_is_denied():
     assert failure.message == "denied: requested access to the resource is denied"
 
 
-def test_insufficient_scope_keeps_the_body_code():
+def test_insufficient_scope_beats_the_body_code_as_in_docker():
     failure = failure_from_response(
         response(401, headers={"WWW-Authenticate": 'Bearer realm="x",error="insufficient_scope"'}),
         b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
         not_found_code=None,
     )
-    assert failure.code == "UNAUTHORIZED" and failure.insufficient_scope
+    assert failure.code == "DENIED" and failure.insufficient_scope
+
+
+def test_invalid_token_challenge_is_unauthorized_whatever_the_body_says():
+    failure = failure_from_response(
+        response(401, headers={"WWW-Authenticate": 'Bearer realm="x",error="invalid_token",error_description="expired"'}),
+        b'{"errors":[{"code":"DENIED","message":"nope"}]}',
+        not_found_code=None,
+    )
+    assert failure.code == "UNAUTHORIZED" and not failure.insufficient_scope
+    assert failure.message == "unauthorized: expired"
 
 
 def test_404_without_body_uses_the_requests_not_found_code():

@@ -3,7 +3,9 @@ what each does on the wire as a user of the mirror sees it."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -55,14 +57,28 @@ def test_corrupt_blob_from_the_cdn_is_a_digest_mismatch_for_the_client(lab, cont
     assert "sha256:" in result.message
 
 
-def test_corrupt_blob_through_the_mirror_is_caught_too(lab, control):
-    # The mirror relays what its upstream sent; the client still verifies.
-    control.add({"name": "bad-bytes", "kind": "corrupt", "match": {"roles": ["cdn"]}, "trigger": {"first": 1}})
+def test_corrupt_blob_through_the_mirror_is_caught_and_never_cached(lab, control):
+    # distribution fetches an uncached blob twice at once (one copy to store,
+    # one to stream), so a `first: 1` trigger would race between the two:
+    # corrupt every CDN response instead, which makes the outcome certain.
+    control.add({"name": "bad-bytes", "kind": "corrupt", "match": {"roles": ["cdn"]}})
+    blobs_before = stored_blobs(lab)
     result = client(lab, mirror=True).pull(IMAGES[1])
-    mirror_attempt = result.attempts[0]
-    assert mirror_attempt.endpoint == "mirror" and mirror_attempt.error_code == DIGEST_MISMATCH
-    # Only the first CDN response was corrupted: the fallback to Hub succeeds.
-    assert result.ok and result.served_by == "hub"
+    assert [(a.endpoint, a.error_code) for a in result.attempts] == [("mirror", DIGEST_MISMATCH), ("hub", DIGEST_MISMATCH)]
+    assert not result.ok
+    # The mirror verified what it stored: the manifest (served by the registry,
+    # not the CDN) is cached, but no corrupted config or layer landed.
+    new_blobs = stored_blobs(lab).keys() - blobs_before.keys()
+    assert new_blobs and all("layers" in json.loads(stored_blobs(lab)[d].read_bytes()) for d in new_blobs)
+    control.reset()
+    healed = client(lab, mirror=True).pull(IMAGES[1])
+    assert healed.ok and healed.served_by == "mirror"
+
+
+def stored_blobs(lab) -> dict[str, Path]:
+    """The blobs the mirror holds by digest hex (distribution's filesystem layout)."""
+    root = Path(lab.state.mirror_storage) / "docker/registry/v2/blobs"
+    return {data.parent.name: data for data in root.glob("sha256/*/*/data")}
 
 
 def test_rate_limit_budget_counts_manifest_gets_not_heads(lab, control):

@@ -259,7 +259,7 @@ def test_auth_deny_no_scope_makes_a_public_pull_fail_with_insufficient_scope(cle
     clean.control.add({"name": "no-scope", "kind": "auth-deny", "params": {"mode": "no-scope"}})
     result = clean.pull()
     assert not result.ok
-    assert result.error_code == "UNAUTHORIZED"
+    assert result.error_code == "DENIED"  # the challenge's insufficient_scope, as dockerd reports it
     assert result.message.startswith("pull access denied for redis, repository does not exist or may require 'docker login'")
     assert result.attempts[-1].status == 401
 
@@ -323,6 +323,6 @@ def test_http_401_challenge_sends_the_builtin_client_to_the_token_service_and_fa
     clean.control.add({"name": "deny", "kind": "http", "params": {"status": 401}, "match": {"endpoints": ["manifest"]}})
     result = clean.pull()
     assert not result.ok
-    assert result.error_code == "UNAUTHORIZED"
+    assert result.error_code == "DENIED"  # Hub-style 401: insufficient_scope challenge
     assert result.message.startswith("pull access denied for redis")
 

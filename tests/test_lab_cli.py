@@ -4,6 +4,7 @@ between commands, as a person poking at it by hand would use them."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,32 @@ def test_second_lab_up_in_the_same_folder_is_refused(tmp_path):
     result = run_chaos("lab", "up", "--lab-dir", str(lab_dir), cwd=tmp_path)
     assert result.returncode == 2
     assert "already running" in result.stderr
+
+
+def test_lab_up_with_the_docker_engine_pulls_with_real_clients_and_down_cleans_the_daemon(tmp_path):
+    lab_dir = tmp_path / "lab"
+    common = ["--lab-dir", str(lab_dir)]
+    up = run_chaos("lab", "up", str(ROOT / "scenarios" / "hub-down.yaml"), "--engine", "docker", *common, cwd=tmp_path)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = json.loads((lab_dir / "lab.json").read_text())
+        assert state["docker_host"].startswith("unix:///tmp/hc-")
+        assert f"dockerd        {state['docker_host']}" in up.stdout
+        status = run_chaos("lab", "status", *common, cwd=tmp_path)
+        assert status.returncode == 0 and "dockerd" in status.stdout, status.stdout
+
+        for engine in ("docker", "skopeo"):
+            pulled = run_chaos("pull", "alpine:3.19", "--engine", engine, "--json", *common, cwd=tmp_path)
+            assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+            assert json.loads(pulled.stdout)["served_by"] == "mirror"
+        denied = run_chaos("pull", "alice/private-app:1.0", "--engine", "docker", *common, cwd=tmp_path)
+        assert denied.returncode == 1 and "DENIED" in denied.stderr
+    finally:
+        down = run_chaos("lab", "down", *common, cwd=tmp_path)
+    assert down.returncode == 0, down.stderr
+    exec_root = state["docker_exec_root"]
+    assert not processes_mentioning(str(lab_dir)) and not processes_mentioning(exec_root)
+    mounts = Path("/proc/mounts").read_text()
+    assert str(lab_dir) not in mounts and exec_root not in mounts
+    assert not Path(exec_root).exists() and not (lab_dir / "dockerd" / "root").exists()
+    assert not listening(state["ports"].values())

@@ -78,3 +78,28 @@ def test_a_closing_transport_is_left_alone():
         assert transport.pauses == 0
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("rate,expected_read", [(1_000_000, 50_000), (1_000, 16 * 1024), (50_000_000, 256 * 1024)])
+def test_a_paced_transport_reads_at_most_a_twentieth_of_a_second_and_is_restored(rate, expected_read):
+    # A real asyncio socket transport, whose 256 KiB reads would outrun slow rates.
+    async def scenario():
+        import socket
+
+        ours, theirs = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours)
+        transport = writer.transport
+        default = transport.max_size
+        try:
+            assert default == 256 * 1024
+            pacer = ReadPacer(transport, rate_bytes_per_s=rate)
+            assert transport.max_size == expected_read
+            pacer.close()
+            assert transport.max_size == default and "max_size" not in vars(transport)
+            pacer.close()  # twice is harmless
+            assert transport.max_size == default
+        finally:
+            writer.close()
+            theirs.close()
+
+    asyncio.run(scenario())

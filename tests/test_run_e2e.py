@@ -24,14 +24,16 @@ def journal_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "journal.json").read_text())
 
 
-def test_hub_down_scenario_passes_end_to_end(tmp_path):
+@pytest.mark.parametrize("engine", ["builtin", "docker", "skopeo"])
+def test_hub_down_scenario_passes_end_to_end(tmp_path, engine):
     run_dir = tmp_path / "run"
-    result = run_chaos("run", str(FLAGSHIP), "--run-dir", str(run_dir), cwd=tmp_path)
+    result = run_chaos("run", str(FLAGSHIP), "--run-dir", str(run_dir), "--engine", engine, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     journal = journal_of(run_dir)
     assert journal["status"] == "completed"
     steps = {s["name"]: s for s in journal["steps"]}
     assert all(s["passed"] for s in steps.values())
+    assert steps["warm-alpine"]["inputs"]["engine"] == engine
     # One line per step with its verdict.
     assert result.stdout.count(" PASS ") == len(steps)
 
@@ -52,6 +54,11 @@ def test_hub_down_scenario_passes_end_to_end(tmp_path):
     assert not listening(journal["lab"]["ports"].values())
     for component in ("hub", "auth", "proxy", "mirror", "push-registry"):
         assert (run_dir / "lab" / "logs" / f"{component}.log").exists()
+    if engine == "docker":
+        # The daemon really pulled (its debug log names the mirror) and left no mount or data behind.
+        assert "Trying to pull" in (run_dir / "lab" / "logs" / "dockerd.log").read_text()
+        assert str(run_dir) not in Path("/proc/mounts").read_text()
+        assert not (run_dir / "lab" / "dockerd" / "root").exists()
 
 
 def test_wrong_expectation_fails_and_names_the_step(tmp_path):
@@ -121,3 +128,45 @@ def test_sigint_mid_run_tears_everything_down(tmp_path):
     assert journal_of(run_dir)["status"] == "interrupted"
     assert not processes_mentioning(str(run_dir))
     assert not listening(ports.values())
+
+
+@pytest.mark.parametrize("engine,missing", [("docker", "dockerd"), ("skopeo", "skopeo")])
+def test_an_engine_that_cannot_run_is_one_line_exit_3_and_builtin_still_works(tmp_path, engine, missing):
+    # A PATH holding docker-registry only: the engine's binary is missing.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "docker-registry").symlink_to("/usr/bin/docker-registry")
+    env = {"PATH": str(fake_bin)}
+    run_dir = tmp_path / "run"
+    result = run_chaos("run", str(FLAGSHIP), "--run-dir", str(run_dir), "--engine", engine, cwd=tmp_path, env=env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    # Checked before anything starts: the error is the only thing on stderr.
+    error_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(error_lines) == 1, result.stderr
+    assert f"{missing} not found" in error_lines[0] and f"engine {engine} cannot run" in error_lines[0]
+    assert not (run_dir / "lab" / "logs").exists()
+    assert not processes_mentioning(str(run_dir))
+
+    builtin = run_chaos("run", str(FLAGSHIP), "--run-dir", str(tmp_path / "builtin"), "--engine", "builtin", cwd=tmp_path, env=env)
+    assert builtin.returncode == 0, builtin.stdout + builtin.stderr
+
+
+def test_steps_choose_their_own_engine_and_the_lab_starts_what_they_need(tmp_path):
+    scenario = tmp_path / "mixed.yaml"
+    scenario.write_text(
+        "name: mixed-engines\n"
+        "lab:\n"
+        "  images: [{ref: 'alpine:3.19', size: 300KB}]\n"
+        "steps:\n"
+        "  - {name: warm, pull: 'alpine:3.19', expect: {served_by: mirror}}\n"
+        "  - {name: by-docker, pull: 'alpine:3.19', engine: docker, expect: {served_by: mirror, same_digest_as: warm}}\n"
+        "  - {name: by-skopeo, pull: 'alpine:3.19', engine: skopeo, expect: {served_by: mirror, same_digest_as: warm}}\n"
+    )
+    run_dir = tmp_path / "run"
+    result = run_chaos("run", str(scenario), "--run-dir", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = {s["name"]: s for s in journal_of(run_dir)["steps"]}
+    assert [steps[n]["inputs"]["engine"] for n in ("warm", "by-docker", "by-skopeo")] == ["builtin", "docker", "skopeo"]
+    # The docker step really went through the lab's daemon.
+    assert "Trying to pull" in (run_dir / "lab" / "logs" / "dockerd.log").read_text()
+    assert not processes_mentioning(str(run_dir))

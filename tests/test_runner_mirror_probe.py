@@ -34,6 +34,15 @@ def test_uploads_in_flight_are_not_counted(tmp_path):
     assert mirror_probe._tree_bytes(tmp_path) == 100
 
 
+def test_the_proxys_ttl_bookkeeping_is_not_counted(tmp_path):
+    (tmp_path / "blob").write_bytes(b"x" * 100)
+    (tmp_path / "scheduler-state.json").write_text('{"library/alpine": {"Expiry": "2026-12-05T00:00:00Z"}}')
+    nested = tmp_path / REPOS / "scheduler-state.json"  # only the one at the root is bookkeeping
+    nested.parent.mkdir(parents=True)
+    nested.write_bytes(b"z" * 10)
+    assert mirror_probe._tree_bytes(tmp_path) == 110
+
+
 def test_settled_bytes_waits_for_background_writes(tmp_path):
     # A writer still copying (as distribution does after serving a blob).
     def writer():

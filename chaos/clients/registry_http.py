@@ -258,8 +258,14 @@ def errcode_text(code: str, message: str) -> str:
 def failure_from_response(
     response: requests.Response, body: bytes, *, not_found_code: str | None
 ) -> RegistryFailure:
-    """A non-2xx registry answer -> its registry error code (the body's first
-    error wins, as in Docker), or BAD_RESPONSE when it is not registry protocol."""
+    """A non-2xx registry answer -> its registry error code, or BAD_RESPONSE
+    when it is not registry protocol.
+
+    As in Docker and containers/image (distribution's HandleErrorResponse), a
+    bearer challenge's error comes first (insufficient_scope -> DENIED,
+    invalid_token -> UNAUTHORIZED), then the body's first error: Hub answers a
+    logged-out private pull with 401, insufficient_scope and an UNAUTHORIZED
+    body, and docker and skopeo both report DENIED."""
     status = response.status_code
     raw = f"HTTP {status} from {response.url}: {body[:500].decode('utf-8', 'replace')}"
     retriable = status >= 500
@@ -271,12 +277,13 @@ def failure_from_response(
                 scope_error = challenge.params["error"]
                 description = challenge.params.get("error_description")
                 break
-    insufficient_scope = scope_error == "insufficient_scope"
     errors = _errors_from_body(body)
-    if errors:
-        code, message = errors[0]
-    elif insufficient_scope:
+    if scope_error == "insufficient_scope":
         code, message = DENIED, description or _DEFAULT_MESSAGES[DENIED]
+    elif scope_error == "invalid_token":
+        code, message = UNAUTHORIZED, description or _DEFAULT_MESSAGES[UNAUTHORIZED]
+    elif errors:
+        code, message = errors[0]
     elif status == 401:
         code, message = UNAUTHORIZED, description or _DEFAULT_MESSAGES[UNAUTHORIZED]
     elif status == 404 and not_found_code:
@@ -299,7 +306,7 @@ def failure_from_response(
         raw=raw,
         registry_error=True,
         registry_message=message,
-        insufficient_scope=insufficient_scope,
+        insufficient_scope=scope_error == "insufficient_scope",
         retriable=retriable,
     )
 

@@ -18,14 +18,18 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import requests
 
+from chaos.clients.engines import ENGINES
 from chaos.errors import EnvironmentProblem, UsageError
 from chaos.lab import layout
 from chaos.lab.accounts import Accounts, Repo
+from chaos.clients.skopeo_engine import HINT as SKOPEO_HINT
+from chaos.lab.dockerd import LabDockerd
+from chaos.lab.dockerd import can_run as dockerd_can_run
 from chaos.lab.layout import LabPaths, LabState
 from chaos.lab.ports import free_ports
 from chaos.lab.process import ManagedProcess, require_binary
@@ -53,6 +57,19 @@ def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return keep
 
 
+# How the lab runs mitmdump besides its addon options (bench/ measures the same).
+PROXY_TUNING = (
+    # Lazy: the addon re-routes Hub's host names before anything resolves them.
+    "--set", "connection_strategy=lazy",
+    # Blobs stream through instead of being buffered whole.
+    "--set", "stream_large_bodies=256k",
+    # HTTP/1.1 to both sides: with HTTP/2 mitmproxy spends ~60% more CPU
+    # per byte (16 KB frames, h2's per-frame repr); docs/benchmarks.md.
+    # Faults then meet HTTP/1.1 clients: `reset` is a TCP RST, never an h2 stream reset.
+    "--set", "http2=false",
+)  # fmt: skip
+
+
 class Lab:
     def __init__(
         self,
@@ -61,7 +78,17 @@ class Lab:
         *,
         progress: Callable[[str], None] | None = None,
         detached: bool = False,
+        engines: Collection[str] = (),
     ):
+        """engines: the real pull engines this lab must serve besides builtin.
+        "docker" starts a private dockerd behind the mirror (its socket lands
+        in state.docker_host); "skopeo" needs no process, only its binary,
+        checked at start."""
+        unknown = sorted(set(engines) - set(ENGINES))
+        if unknown:
+            raise UsageError(f"unknown engine {unknown[0]!r} (expected one of: {', '.join(ENGINES)})")
+        self.engines = frozenset(engines)
+        self.dockerd: LabDockerd | None = None
         self.spec = spec
         self.paths = LabPaths(root)
         self.progress = progress or (lambda message: None)
@@ -86,6 +113,11 @@ class Lab:
 
     def start(self) -> LabState:
         registry = require_binary("docker-registry", _REGISTRY_BINARY_HINT)
+        # Engines first: a missing one must not cost a lab start and stop.
+        if "skopeo" in self.engines:
+            require_binary("skopeo", SKOPEO_HINT)
+        if "docker" in self.engines:
+            dockerd_can_run()
         mitmdump = require_binary(_mitmdump_path(), "install hub-chaos's Python dependencies (pip install -e .)")
         for folder in (self.paths.logs, self.paths.hub_storage, self.paths.mirror_storage, self.paths.proxy_confdir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -96,6 +128,8 @@ class Lab:
             self._start_mirror(registry)
             if self.spec.push_registry:
                 self._start_push_registry(registry)
+            if "docker" in self.engines:
+                self._start_dockerd()
             self._save_state()
             self._seed()
         except BaseException:
@@ -105,6 +139,11 @@ class Lab:
         return self.state
 
     def stop(self) -> None:
+        if self.dockerd is not None:
+            # First: it pulls through the mirror and the proxy. Its own stop also
+            # removes its containerd, mounts and sockets.
+            self.dockerd.stop()
+            self.dockerd = None
         for name in reversed(list(self.components)):
             self.components[name].stop()
         self.components.clear()
@@ -179,10 +218,7 @@ class Lab:
             mitmdump, "--quiet",
             "--listen-host", "127.0.0.1", "--listen-port", str(proxy_port),
             "--set", f"confdir={self.paths.proxy_confdir}",
-            # Lazy: the addon re-routes Hub's host names before anything resolves them.
-            "--set", "connection_strategy=lazy",
-            # Blobs stream through instead of being buffered whole.
-            "--set", "stream_large_bodies=256k",
+            *PROXY_TUNING,
             "-s", str(_ADDON),
             "--set", f"hub_routes=registry={self.state.hub_url},auth={self.state.auth_url},cdn={self.state.cdn_url}",
             # Blob GETs answer 307 to the CDN host, as Hub's do, with URLs the CDN can check.
@@ -212,6 +248,25 @@ class Lab:
         write_config(push_config(self.paths.mirror_storage, port), config)
         self._launch("push-registry", [registry, "serve", str(config)],
                      lambda: requests.get(f"{self.state.push_registry_url}/v2/", timeout=1.0).ok)
+
+    def _start_dockerd(self) -> None:
+        self.dockerd = LabDockerd(
+            self.paths,
+            mirror_url=self.state.mirror_url,
+            proxy_url=self.state.proxy_url,
+            ca_file=self.state.ca_file,
+            env=_child_env(),
+            detached=self.detached,
+            progress=self.progress,
+        )
+        try:
+            self.state.docker_host = self.dockerd.start()
+        finally:
+            # Recorded even after a failed start, so `lab down` finds what to clean.
+            self.state.docker_exec_root = str(self.dockerd.exec_root or "")
+            if self.dockerd.pid:
+                self.state.process_groups["dockerd"] = self.dockerd.pid
+            self._save_state()
 
     def _seed(self) -> None:
         Seeder(self.state.hub_url, self.signer, seed=self.spec.seed, progress=self.progress).seed_all(self.spec.images)

@@ -54,6 +54,15 @@ class LabPaths:
         return self.root / "proxy"
 
     @property
+    def dockerd(self) -> Path:
+        # The lab's private Docker daemon (engine "docker"): its config file and data root.
+        return self.root / "dockerd"
+
+    @property
+    def dockerd_data_root(self) -> Path:
+        return self.dockerd / "root"
+
+    @property
     def ca_file(self) -> Path:
         # mitmproxy writes its CA here on first start; clients trust it.
         return self.proxy_confdir / "mitmproxy-ca-cert.pem"
@@ -73,6 +82,11 @@ class LabState:
     push_registry_url: str = ""
     ca_file: str = ""
     mirror_storage: str = ""
+    # The private dockerd, when the lab was started with the docker engine:
+    # its API socket (unix://...) and its exec root, a short folder under /tmp
+    # because unix socket paths are limited to 107 bytes.
+    docker_host: str = ""
+    docker_exec_root: str = ""
     users: dict[str, str] = field(default_factory=dict)
     process_groups: dict[str, int] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)

@@ -14,9 +14,11 @@ SNI, and mitmproxy would reuse its paced connection for the client's next,
 unthrottled request. Pausing mitmproxy's own read has none of these; its cost
 is reaching the transport through mitmproxy internals (chaos.proxy.transports).
 
-Accuracy: bytes already read into mitmproxy's stream buffer (at most about
-128 KiB) still flow while paused, so a body starts with a burst of that size
-and then holds the rate; the debt of the last chunk is not waited for.
+Accuracy: bytes already read when the pause begins still flow, and the debt
+of the last chunk is never waited for. asyncio reads up to 256 KiB per socket
+read, so while a body is paced its transport reads at most 1/20 s worth of
+the rate (at least 16 KiB; restored afterwards): what slips through ahead of
+the rate is then that plus mitmproxy's 64 KiB buffer.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import time
 from typing import Any, Callable
 
 from chaos.faults.base import BodyFilter
+
+
+MIN_READ_BYTES = 16 * 1024
 
 
 class TokenBucket:
@@ -64,6 +69,12 @@ class ReadPacer(BodyFilter):
         self._transport = transport
         self._loop = loop or asyncio.get_running_loop()
         self._resume: asyncio.TimerHandle | None = None
+        # Smaller socket reads, so one read cannot run far ahead of the rate.
+        # max_size is a class attribute of asyncio's selector transports; the
+        # instance attribute shadows it until close() removes it again.
+        self._shrunk_reads = "max_size" in dir(transport) and "max_size" not in vars(transport)
+        if self._shrunk_reads:
+            transport.max_size = int(min(transport.max_size, max(MIN_READ_BYTES, rate_bytes_per_s / 20)))
 
     def __call__(self, chunk: bytes) -> bytes:
         if chunk:
@@ -81,7 +92,10 @@ class ReadPacer(BodyFilter):
             self._transport.resume_reading()
 
     def close(self) -> None:
-        # The connection may carry the client's next request: never leave it paused.
+        # The connection may carry the client's next request: never leave it paused or slowed.
+        if self._shrunk_reads:
+            self._shrunk_reads = False
+            vars(self._transport).pop("max_size", None)
         if self._resume is not None:
             self._resume.cancel()
             self._resume_reading()

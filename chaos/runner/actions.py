@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from chaos.clients.builtin import BuiltinClient
+from chaos.clients.engines import Engine, make_engine
 from chaos.clients.pusher import push
 from chaos.errors import ChaosError, UsageError
 from chaos.faults.base import UnknownFault
@@ -136,24 +136,25 @@ class StepActions:
 
     # -- pull and push -------------------------------------------------------
 
-    def _client(self, login: str | None, step: Step) -> BuiltinClient:
-        engine = (step.action.engine if isinstance(step.action, PullAction) else None) or self.engine
-        if engine != "builtin":
-            raise UsageError(f"engine {engine!r} is not available (available: builtin)")
-        credentials = (login, self.lab.users[login]) if login else None
-        return BuiltinClient(
-            mirror_url=self.lab.mirror_url,
-            proxy_url=self.lab.proxy_url or None,
-            ca_file=self.lab.ca_file or None,
-            credentials=credentials,
-            # A blob is tried up to 3 times (as dockerd does): keep them all inside the step deadline.
-            timeout=min(CLIENT_TIMEOUT_S, step.timeout_s / 4),
-            progress=self.runner.progress,
-        )
+    def _engine(self, action: PullAction, step: Step, deadline: float) -> Engine:
+        name = action.engine or self.engine
+        credentials = (action.login, self.lab.users[action.login]) if action.login else None
+        if name == "builtin":
+            # Its timeout bounds each connect and read, and a blob is tried up
+            # to 3 times (as dockerd does): keep them all inside the step deadline.
+            timeout = min(CLIENT_TIMEOUT_S, step.timeout_s / 4)
+        else:
+            # A real engine's timeout bounds the whole pull: what is left of the step.
+            timeout = max(1.0, deadline - time.monotonic() - 0.5)
+        return make_engine(name, lab=self.lab, credentials=credentials, timeout=timeout, progress=self.runner.progress)
 
     def _pull_all(self, action: PullAction, step: Step, deadline: float) -> dict:
         def pull_one(image):
-            return self._client(action.login, step).pull(image).to_dict()
+            engine = self._engine(action, step, deadline)
+            try:
+                return engine.pull(image).to_dict()
+            finally:
+                engine.close()
 
         if len(action.images) == 1 and not step.repeat:
             return pull_one(action.images[0])

@@ -23,7 +23,7 @@ from chaos.scenario.fields import (
     required_str,
 )
 from chaos.scenario.marked_yaml import MarkedDict, MarkedList, load_marked, load_marked_text
-from chaos.scenario.model import CheckAction, LabSpec, PushAction, Scenario, Step, Target, User
+from chaos.scenario.model import CheckAction, LabSpec, PushAction, Scenario, Target, User
 from chaos.scenario.steps import DEFAULT_STEP_TIMEOUT_S, parse_seed_image, parse_step
 from chaos.scenario.variables import Variables
 

@@ -17,7 +17,8 @@ import typing
 from typing import Any
 
 from chaos.scenario.expect import ENDPOINT_KINDS
-from chaos.scenario.steps import CHECK_KEYS, COMPONENTS, ENGINES
+from chaos.clients.engines import ENGINES
+from chaos.scenario.steps import CHECK_KEYS, COMPONENTS
 
 SCHEMA_ID = "https://hub-chaos.invalid/schemas/scenario.schema.json"
 # `${NAME}` stands for a value of any type until the loader substitutes it.

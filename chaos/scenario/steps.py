@@ -22,6 +22,7 @@ from chaos.scenario.fields import (
     whole_number,
 )
 from chaos.scenario.marked_yaml import MarkedDict
+from chaos.clients.engines import ENGINES
 from chaos.scenario.model import (
     CheckAction,
     ClearAction,
@@ -37,7 +38,6 @@ from chaos.scenario.model import (
 )
 
 STEP_KINDS = ("pull", "push", "check", "fault", "clear", "wait", "restart", "publish")
-ENGINES = ("builtin",)
 COMPONENTS = ("mirror", "hub", "auth", "proxy", "cdn", "push-registry")
 DEFAULT_STEP_TIMEOUT_S = 120.0
 _COMMON_KEYS = ("name", "description", "expect", "timeout", "repeat")

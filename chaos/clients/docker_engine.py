@@ -1,0 +1,410 @@
+"""The docker engine: pulls through a real Docker daemon with the docker SDK.
+
+In the lab it talks to the lab's private dockerd (chaos.lab.dockerd), whose
+mirror is the lab mirror and whose fallback to registry-1.docker.io goes
+through the fault proxy; against an external target it uses DOCKER_HOST or the
+default socket, and whatever that daemon is configured with.
+
+What each PullResult field comes from:
+- ok / error_code / message / raw: the daemon's own answer. An error before
+  the pull starts is the API error body; one during it is the `error` line of
+  the progress stream. raw keeps it verbatim; error_code is
+  chaos.clients.error_map.classify of it; message is Docker's wording
+  (the daemon already speaks it).
+- served_by: the daemon's own account, from its debug log ("Trying to pull X
+  from <endpoint>"; the last endpoint tried is the one that served). The fault
+  proxy's tap cannot tell: the mirror filling its cache and the daemon falling
+  back to Hub send the same requests to registry-1.docker.io. Without the log
+  (an external daemon) served_by is None.
+- digest: the platform image manifest's digest, as the builtin client reports
+  it: for a manifest list, the entry the daemon picked (its log says "found
+  match for linux/amd64 ... digest ..."); otherwise the "Digest:" line of the
+  stream, which then is the manifest's digest. Without the log, a multi-arch
+  image reports the list's digest (what `docker pull` prints).
+- bytes: best effort, the compressed sizes of the layers the daemon
+  downloaded, as its progress reports them; manifests and config are not
+  counted (the builtin client counts them).
+
+Every pull really pulls: the reference is removed from the daemon first. The
+pull is a streamed POST /images/create on the SDK's session rather than
+APIClient.pull, whose stream has no read timeout: a watchdog closes the
+response at the deadline, which makes the daemon cancel the pull.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import docker
+import docker.auth
+import docker.errors
+import requests
+import urllib3.exceptions
+
+from chaos.clients.error_map import classify, docker_message
+from chaos.clients.result import HUB, MIRROR, TIMEOUT, Attempt, PullResult, PushResult
+from chaos.errors import EnvironmentProblem
+from chaos.reference import ImageReference
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+INDEX_SERVER = "https://index.docker.io/v1/"  # where `docker login` logs in for Docker Hub
+HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "docker.io")
+PROGRESS_INTERVAL_S = 0.25
+
+# Logins that succeeded, per daemon: like `docker login`, done once and then
+# sent with every pull, so a pull during an outage still carries them.
+_logged_in: set[tuple[str, str, str]] = set()
+_logged_in_lock = threading.Lock()
+
+
+def default_docker_host() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
+class DockerEngine:
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        docker_host: str,
+        mirror_url: str | None,
+        daemon_log: Path | None,
+        credentials: tuple[str, str] | None,
+        timeout: float,
+        progress: Callable[[str], None] | None,
+        platform: str = "linux/amd64",
+    ):
+        """daemon_log: the daemon's --debug log, when it is ours to read (the
+        lab's dockerd); served_by and a list's platform digest come from it.
+        timeout bounds each pull as a whole. EnvironmentProblem when the
+        daemon does not answer."""
+        self.docker_host = docker_host
+        self.mirror_url = mirror_url
+        self.daemon_log = daemon_log
+        self.credentials = credentials
+        self.timeout = timeout
+        self.progress = progress
+        self.platform = platform
+        try:
+            self.api = docker.APIClient(base_url=docker_host, version="auto", timeout=min(timeout, 10.0))
+        except docker.errors.DockerException as exc:
+            raise EnvironmentProblem(
+                f"engine docker cannot run: no Docker daemon answers at {docker_host} ({_first_line(exc)}); "
+                "start the lab with the docker engine, set DOCKER_HOST, or use --engine builtin"
+            ) from None
+
+    def close(self) -> None:
+        self.api.close()
+
+    # -- pull ------------------------------------------------------------------
+
+    def pull(self, ref: ImageReference) -> PullResult:
+        started = time.monotonic()
+        deadline = started + self.timeout
+        log_offset = _size(self.daemon_log)
+        self._remove(ref)
+        headers = {}
+        if self.credentials:
+            auth, failure = self._login()
+            if failure is not None:
+                return _failed(ref, failure, started, bytes_=0)
+            headers["X-Registry-Auth"] = auth
+        stream = _PullStream(ref, self.progress)
+        error_text, timed_out = None, False
+        try:
+            error_text = self._stream_pull(ref, headers, stream, deadline)
+        except _Deadline:
+            timed_out = True
+        seconds = time.monotonic() - started
+        log = _DaemonLog(self.daemon_log, log_offset, ref) if self.daemon_log else None
+        attempts = log.attempts(self.mirror_url, ok=error_text is None and not timed_out) if log else ()
+        if timed_out:
+            message = f"docker pull {ref.familiar} did not finish within {self.timeout:g}s (cancelled)"
+            return PullResult(
+                image=str(ref), ok=False, error_code=TIMEOUT, message=message, bytes=stream.bytes,
+                seconds=seconds, attempts=attempts, raw=message,
+            )
+        if error_text is not None:
+            return _failed(ref, error_text, started, bytes_=stream.bytes, attempts=attempts)
+        digest = (log.platform_digest() if log else None) or stream.digest
+        return PullResult(
+            image=str(ref), ok=True, served_by=attempts[-1].endpoint if attempts else None,
+            digest=digest, bytes=stream.bytes, seconds=seconds, attempts=attempts,
+        )
+
+    def _stream_pull(self, ref: ImageReference, headers: dict, stream: _PullStream, deadline: float) -> str | None:
+        """Run the pull; the daemon's error text, or None when it succeeded.
+        Raises _Deadline when the deadline passed first (the pull is cancelled)."""
+        params = {"fromImage": f"docker.io/{ref.repository}", "tag": ref.digest or ref.tag, "platform": self.platform}
+        url = f"{self.api.base_url}/v{self.api.api_version}/images/create"
+        remaining = deadline - time.monotonic()
+        try:
+            response = self.api.post(url, params=params, headers=headers, stream=True, timeout=(min(remaining, 10.0), remaining))
+        except requests.RequestException as exc:
+            if time.monotonic() >= deadline or isinstance(exc, requests.Timeout):
+                raise _Deadline() from None
+            raise self._daemon_gone(exc) from None
+        # Closing the response drops the connection, and dockerd cancels a pull
+        # whose client went away: that is what stops a stuck pull.
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), response.close)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            if response.status_code >= 400:
+                return _api_error_text(response)
+            for line in _json_lines(response):
+                if "error" in line:
+                    return str(line.get("error") or line.get("errorDetail", {}).get("message", ""))
+                stream.feed(line)
+            if time.monotonic() >= deadline:
+                raise _Deadline()
+            return None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError) as exc:
+            # AttributeError/ValueError: urllib3 reading from a response the watchdog closed.
+            if time.monotonic() >= deadline - 0.05 or isinstance(exc, requests.Timeout):
+                raise _Deadline() from None
+            raise self._daemon_gone(exc) from None
+        finally:
+            watchdog.cancel()
+            response.close()
+
+    def _remove(self, ref: ImageReference) -> None:
+        """Forget the image so this pull really pulls (its layers go too when
+        no other image shares them)."""
+        try:
+            self.api.remove_image(str(ref), force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise EnvironmentProblem(f"engine docker: cannot remove {ref} before pulling it: {_first_line(exc)}") from None
+        except requests.RequestException as exc:
+            raise self._daemon_gone(exc) from None
+
+    def _login(self) -> tuple[str, str | None]:
+        """(X-Registry-Auth value, login failure text or None). The daemon checks
+        the login itself (POST /auth, against Hub through the fault proxy). A
+        login that fails on the network - Hub is down - is not fatal: a user
+        who logged in before the outage still sends credentials with every
+        pull, and so does this engine."""
+        user, password = self.credentials
+        header = docker.auth.encode_header({"username": user, "password": password, "serveraddress": INDEX_SERVER})
+        key = (self.docker_host, user, password)
+        with _logged_in_lock:
+            if key in _logged_in:
+                return header, None
+        try:
+            self.api.login(user, password, registry=INDEX_SERVER, reauth=True)
+        except docker.errors.APIError as exc:
+            text = _explanation(exc)
+            if classify(text) in ("UNAUTHORIZED", "DENIED"):
+                return header, text
+            self._say(f"docker login as {user} failed ({text}); pulling with the credentials anyway")
+            return header, None
+        except requests.RequestException as exc:
+            raise self._daemon_gone(exc) from None
+        with _logged_in_lock:
+            _logged_in.add(key)
+        return header, None
+
+    # -- push (an optional ability, chaos.clients.engines.Pusher) -------------
+
+    def push(self, image: ImageReference, registry_url: str, *, source: ImageReference) -> PushResult:
+        """`docker tag source <registry>/<image>; docker push` (source pulled
+        first). Note dockerd retries a failed layer upload five times, 5 to
+        20 s apart, before it reports the error."""
+        started = time.monotonic()
+        pulled = self.pull(source)
+        if not pulled.ok:
+            return PushResult(image=str(image), target=registry_url, ok=False, error_code=pulled.error_code,
+                              message=f"could not pull {source.familiar} to push it: {pulled.message}",
+                              seconds=time.monotonic() - started)
+        host = urlsplit(registry_url).netloc
+        target, tag = f"{host}/{image.repository}", image.tag or "latest"
+        self.api.tag(str(source), target, tag)
+        error_text, digest = None, None
+        try:
+            for line in self.api.push(target, tag=tag, stream=True, decode=True):
+                if "error" in line:
+                    error_text = str(line["error"])
+                    break
+                status = str(line.get("status", ""))
+                if "digest: sha256:" in status:
+                    digest = re.search(r"digest: (sha256:[0-9a-f]{64})", status).group(1)
+                elif status.startswith("Retrying in"):
+                    self._say(f"push {target}:{tag} {line.get('id', '')} {status}")
+        except docker.errors.APIError as exc:
+            error_text = _explanation(exc)
+        finally:
+            try:
+                self.api.remove_image(f"{target}:{tag}")
+            except docker.errors.APIError:
+                pass
+        seconds = time.monotonic() - started
+        if error_text is not None:
+            return PushResult(image=str(image), target=registry_url, ok=False, error_code=classify(error_text),
+                              message=error_text, seconds=seconds)
+        return PushResult(image=str(image), target=registry_url, ok=True, digest=digest, seconds=seconds)
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _say(self, line: str) -> None:
+        if self.progress:
+            self.progress(line)
+
+    def _daemon_gone(self, exc: Exception) -> EnvironmentProblem:
+        return EnvironmentProblem(f"engine docker: lost the Docker daemon at {self.docker_host}: {_first_line(exc)}")
+
+
+class _Deadline(Exception):
+    pass
+
+
+class _PullStream:
+    """What the progress stream tells: per-layer progress (shown, throttled),
+    layer sizes and the digest."""
+
+    def __init__(self, ref: ImageReference, progress: Callable[[str], None] | None):
+        self.label = ref.familiar
+        self.progress = progress
+        self.layer_sizes: dict[str, int] = {}
+        self.digest: str | None = None
+        self._last_report = 0.0
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.layer_sizes.values())
+
+    def feed(self, line: dict) -> None:
+        status = str(line.get("status", ""))
+        layer = line.get("id")
+        detail = line.get("progressDetail") or {}
+        if status.startswith("Digest: "):
+            self.digest = status.removeprefix("Digest: ").strip()
+        if layer and status in ("Downloading", "Extracting") and isinstance(detail.get("total"), int):
+            self.layer_sizes[layer] = max(self.layer_sizes.get(layer, 0), detail["total"])
+        if not self.progress or not layer:
+            return
+        now = time.monotonic()
+        # Every state change of a layer is shown; byte counts at most every interval.
+        if status not in ("Downloading", "Extracting") or now - self._last_report >= PROGRESS_INTERVAL_S:
+            self._last_report = now
+            self.progress(f"{self.label} {layer}: {status} {line.get('progress', '')}".rstrip())
+
+
+class _DaemonLog:
+    """The daemon's --debug log lines written during one pull, about one image."""
+
+    _TRYING = re.compile(r'msg="Trying to pull (\S+) from (\S+) v\d"')
+    _NEXT = re.compile(r'msg="Attempting next endpoint for pull after error: ((?:[^"\\]|\\.)*)"')
+    _LIST = re.compile(r'msg="(\S+) resolved to a manifestList object')
+    _MATCH = re.compile(r'msg="found match for \S+ with media type \S+, digest (sha256:[0-9a-f]{64})"')
+
+    def __init__(self, path: Path, offset: int, ref: ImageReference):
+        try:
+            with open(path, "rb") as log:
+                log.seek(offset)
+                self.lines = log.read().decode(errors="replace").splitlines()
+        except OSError:
+            self.lines = []
+        self.name = ref.repository.removeprefix("library/")
+        self.ref = ref
+
+    def attempts(self, mirror_url: str | None, *, ok: bool) -> tuple[Attempt, ...]:
+        """Each endpoint the daemon tried for this image, in order; all but the
+        last failed (with the error it logged), the last one is `ok`."""
+        found: list[list] = []
+        for line in self.lines:
+            trying = self._TRYING.search(line)
+            if trying and trying.group(1) == self.name:
+                found.append([trying.group(2).rstrip("/"), None])
+                continue
+            fallback = self._NEXT.search(line)
+            if fallback and found and found[-1][1] is None:
+                found[-1][1] = _unquote(fallback.group(1))
+        attempts = []
+        for index, (url, error) in enumerate(found):
+            last = index == len(found) - 1
+            endpoint = _endpoint_name(url, mirror_url)
+            if last:
+                attempts.append(Attempt(endpoint, url, ok))
+            else:
+                attempts.append(Attempt(endpoint, url, False, error_code=classify(error or ""), message=error))
+        return tuple(attempts)
+
+    def platform_digest(self) -> str | None:
+        """The manifest-list entry the daemon chose for this image, if it met a list."""
+        after_list = False
+        for line in self.lines:
+            listed = self._LIST.search(line)
+            if listed:
+                after_list = listed.group(1).endswith(f"/{self.ref.repository}:{self.ref.tag}") or listed.group(1).endswith(
+                    f"@{self.ref.digest}"
+                )
+                continue
+            match = self._MATCH.search(line)
+            if match and after_list:
+                return match.group(1)
+        return None
+
+
+def _endpoint_name(url: str, mirror_url: str | None) -> str:
+    netloc = urlsplit(url).netloc
+    if mirror_url and netloc == urlsplit(mirror_url).netloc:
+        return MIRROR
+    if netloc in HUB_HOSTS:
+        return HUB
+    return url
+
+
+def _failed(ref, text: str, started: float, *, bytes_: int, attempts=()) -> PullResult:
+    code = classify(text)
+    return PullResult(
+        image=str(ref), ok=False, error_code=code, message=docker_message(code, ref, text), bytes=bytes_,
+        seconds=time.monotonic() - started, attempts=tuple(attempts), raw=text,
+    )
+
+
+def _json_lines(response: requests.Response) -> Iterator[dict]:
+    for raw in response.iter_lines():
+        if raw.strip():
+            try:
+                yield json.loads(raw)
+            except ValueError:
+                continue  # not a progress object; the daemon only sends JSON
+
+
+def _api_error_text(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("message") or response.text)
+    except ValueError:
+        return response.text.strip() or f"HTTP {response.status_code}"
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc)
+
+
+def _unquote(text: str) -> str:
+    try:
+        return json.loads(f'"{text}"')
+    except ValueError:
+        return text
+
+
+def _size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path else 0
+    except OSError:
+        return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

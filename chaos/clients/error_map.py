@@ -1,0 +1,92 @@
+"""Engine error text -> registry error codes, and the message a Docker user
+would read.
+
+Real engines report failures as text: dockerd's API error ("pull access denied
+for ..."), skopeo's last log line ("initializing source ...: (Mirrors also
+failed: [...]): docker.io/...: reading manifest ...: errors: denied: ...").
+Expectations compare codes (UNAUTHORIZED, DENIED, MANIFEST_UNKNOWN,
+TOOMANYREQUESTS, NETWORK, TIMEOUT...), never engine wording, so every engine's
+text goes through `classify`. The text itself is kept verbatim in
+PullResult.raw.
+
+Order matters: a 429 body also says "unexpected status"; a denied pull also
+says "unauthorized"; a timeout through a proxy also says "proxyconnect". The
+first rule that matches wins, most specific first.
+"""
+
+from __future__ import annotations
+
+import re
+
+from chaos.clients.registry_http import DENIED, TOOMANYREQUESTS, UNAUTHORIZED, errcode_text
+from chaos.clients.result import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
+from chaos.reference import ImageReference
+
+MANIFEST_UNKNOWN = "MANIFEST_UNKNOWN"
+NAME_UNKNOWN = "NAME_UNKNOWN"
+UNSUPPORTED = "UNSUPPORTED"
+UNKNOWN = "UNKNOWN"  # distribution's errcode for an error nobody classified
+
+_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (code, re.compile(pattern, re.IGNORECASE))
+    for code, pattern in (
+        (TOOMANYREQUESTS, r"toomanyrequests|too many requests|pull rate limit"),
+        # Docker's TranslatePullError wording, and the registry's own code.
+        (DENIED, r"pull access denied|requested access to the resource is denied|\bdenied:"),
+        (UNAUTHORIZED, r"unauthorized|authentication required|incorrect username or password"),
+        (UNSUPPORTED, r"(^|: )unsupported($|:)|operation is unsupported"),
+        (MANIFEST_UNKNOWN, r"manifest unknown|manifest for .* not found|no matching manifest for"),
+        (NAME_UNKNOWN, r"name unknown|repository name not known"),
+        (DIGEST_MISMATCH, r"verification failed|digest mismatch|does not match (the )?digest"),
+        (TIMEOUT, r"timeout|timed out|deadline exceeded|request canceled"),
+        (
+            NETWORK,
+            r"connection refused|connection reset|broken pipe|\bEOF\b|bad gateway|proxyconnect"
+            r"|no such host|network is unreachable|x509:|tls:",
+        ),
+        (BAD_RESPONSE, r"unexpected http status|received unexpected|internal server error|invalid character"
+                       r"|unexpected end of json"),
+    )
+)
+
+# skopeo (containers/image) names every mirror's failure before the primary's:
+# "(Mirrors also failed: [m1: err1 m2: err2]): docker.io/...: err". The
+# primary's (Hub's) error is what decides, as in dockerd, which reports only
+# the last endpoint's error.
+_MIRRORS_ALSO_FAILED = re.compile(r"\(Mirrors also failed: \[.*\]\):\s*", re.DOTALL)
+
+
+def primary_error(text: str) -> str:
+    """The part of an engine's error text about the last endpoint tried."""
+    parts = _MIRRORS_ALSO_FAILED.split(text, maxsplit=1)
+    return parts[-1].strip()
+
+
+def classify(text: str) -> str:
+    """The registry error code an engine's error text stands for (UNKNOWN if none fits)."""
+    relevant = primary_error(text)
+    for code, pattern in _RULES:
+        if pattern.search(relevant):
+            return code
+    return UNKNOWN
+
+
+def docker_message(code: str, ref: ImageReference, text: str) -> str:
+    """What `docker pull` prints for this failure, whichever engine met it, so a
+    scenario's `message:` pattern holds for every engine. Registry denials and
+    unknown manifests get Docker's translation (distribution/errors.go
+    TranslatePullError); anything else is the engine's own text about the last
+    endpoint."""
+    relevant = primary_error(text)
+    if relevant.startswith(("pull access denied", "manifest for ")):
+        return relevant  # already Docker's wording (dockerd said it)
+    name = ref.repository.removeprefix("library/")
+    registry_answer = re.search(r"errors:|denied:|unauthorized:|manifest unknown", relevant, re.IGNORECASE)
+    if code in (DENIED, UNAUTHORIZED) and registry_answer and "incorrect username" not in relevant:
+        return (
+            f"pull access denied for {name}, repository does not exist or may require "
+            f"'docker login': {errcode_text(DENIED, 'requested access to the resource is denied')}"
+        )
+    if code == MANIFEST_UNKNOWN and "no matching manifest" not in relevant:
+        return f"manifest for {ref.familiar} not found: {errcode_text(MANIFEST_UNKNOWN, 'manifest unknown')}"
+    return relevant

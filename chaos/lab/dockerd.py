@@ -1,0 +1,214 @@
+"""The lab's private Docker daemon, for the `docker` engine: a real dockerd
+configured exactly like a production daemon behind a mirror, on its own socket
+and data root, sharing nothing with any daemon the machine already runs.
+
+    dockerd --registry-mirror <lab mirror>   (HTTPS_PROXY=<fault proxy>, SSL_CERT_FILE=<its CA>)
+
+Its mirror is plain HTTP on 127.0.0.1, which dockerd accepts without
+--insecure-registry (127.0.0.0/8 is insecure by default). Go never proxies
+loopback, so only the fallback to registry-1.docker.io goes through the fault
+proxy, which routes it to the lab hub. The daemon runs with --debug: its
+"Trying to pull X from <endpoint>" lines are how the docker engine learns which
+endpoint served a pull.
+
+Teardown leaves nothing: dockerd gets SIGTERM (it stops the containerd it
+started, which lives in a session of its own), then any containerd still
+alive is killed, whatever is mounted under the data root or exec root is
+unmounted (vfs needs no overlay mounts, only dockerd's own private bind
+mounts), and the exec root with its sockets is removed. The data root goes
+too: vfs copies every layer in full and a run folder must not keep them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from chaos.errors import EnvironmentProblem
+from chaos.lab.layout import LabPaths
+from chaos.lab.process import ManagedProcess, group_alive, require_binary
+
+READY_DEADLINE_S = 30.0
+_HINT = "engine docker cannot run: install the Debian package docker.io (apt-get install docker.io), or use --engine builtin"
+_MNT_DETACH = 2
+
+
+class LabDockerd:
+    def __init__(
+        self,
+        paths: LabPaths,
+        *,
+        mirror_url: str,
+        proxy_url: str,
+        ca_file: str,
+        env: Mapping[str, str] | None = None,
+        detached: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ):
+        """env is the base environment (the lab's clean one); the proxy and CA
+        settings are added to it."""
+        self.paths = paths
+        self.mirror_url = mirror_url
+        self.proxy_url = proxy_url
+        self.ca_file = ca_file
+        self.env = dict(env if env is not None else {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")})
+        self.detached = detached
+        self.progress = progress or (lambda message: None)
+        self.process: ManagedProcess | None = None
+        self.exec_root: Path | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        assert self.exec_root is not None, "start() first"
+        return self.exec_root / "docker.sock"
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> str:
+        """Start the daemon and wait until its API answers; returns DOCKER_HOST.
+        EnvironmentProblem (one line) when it cannot run here."""
+        binary = can_run()
+        # A fresh folder, so the socket can never be one another daemon uses.
+        self.exec_root = Path(tempfile.mkdtemp(prefix="hc-", dir="/tmp"))
+        data_root = self.paths.dockerd_data_root
+        data_root.mkdir(parents=True, exist_ok=True)
+        # An empty config file: /etc/docker/daemon.json (mirrors, storage...) must
+        # neither change this daemon nor clash with its flags.
+        config = self.paths.dockerd / "daemon.json"
+        config.write_text(json.dumps({}))
+        argv = [
+            binary, "--debug",
+            "--config-file", str(config),
+            "--iptables=false", "--ip-masq=false", "--bridge=none",
+            "--storage-driver=vfs",
+            "--data-root", str(data_root),
+            "--exec-root", str(self.exec_root / "exec"),
+            "--pidfile", str(self.exec_root / "docker.pid"),
+            "-H", self.docker_host,
+            "--registry-mirror", self.mirror_url,
+        ]
+        env = {**self.env, "HTTPS_PROXY": self.proxy_url, "SSL_CERT_FILE": self.ca_file}
+        self.progress(f"starting the lab's dockerd ({self.docker_host}, mirror {self.mirror_url})")
+        self.process = ManagedProcess("dockerd", argv, self.paths.log("dockerd"), env=env, tie_to_parent=not self.detached)
+        try:
+            self.process.start()
+            self.process.wait_ready(lambda: _api_answers(self.socket_path), READY_DEADLINE_S)
+        except BaseException:
+            self.stop()
+            raise
+        return self.docker_host
+
+    def stop(self) -> None:
+        """Stop the daemon and remove every trace of it; safe to call twice."""
+        containerd = _containerd_pid(self.exec_root)
+        if self.process is not None:
+            self.process.stop(grace_s=10.0)
+            self.process = None
+        cleanup(self.paths.dockerd_data_root, self.exec_root, containerd_pid=containerd)
+        self.exec_root = None
+
+
+def can_run() -> str:
+    """The dockerd binary, or EnvironmentProblem (one line) when the lab cannot
+    run one here; the lab asks before it starts anything."""
+    binary = require_binary("dockerd", _HINT)
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("engine docker: the lab's dockerd must run as root (run as root, or use --engine builtin)")
+    return binary
+
+
+def cleanup(data_root: Path, exec_root: Path | None, *, containerd_pid: int | None = None) -> None:
+    """What a stopped (or killed) lab dockerd may leave: its containerd, mounts
+    under its roots, its sockets and data. Also for `chaos lab down`, which
+    finds exec_root in lab.json."""
+    if containerd_pid is None:
+        containerd_pid = _containerd_pid(exec_root)
+    if containerd_pid and exec_root is not None and _mentions(containerd_pid, str(exec_root)):
+        _kill_group(containerd_pid)
+    roots = [Path(data_root)] + ([Path(exec_root)] if exec_root else [])
+    for mount_point in mounts_under(roots):
+        _umount(mount_point)
+    if exec_root is not None:
+        shutil.rmtree(exec_root, ignore_errors=True)
+    shutil.rmtree(data_root, ignore_errors=True)
+
+
+def mounts_under(roots: list[Path]) -> list[str]:
+    """Mount points at or below any of `roots`, deepest first (so each can go)."""
+    prefixes = [str(Path(root).resolve()) for root in roots]
+    found = []
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        point = fields[4].replace("\\040", " ")
+        if any(point == prefix or point.startswith(prefix + "/") for prefix in prefixes):
+            found.append(point)
+    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
+
+
+def _umount(point: str) -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    # Detach: a mount still busy for a moment must not keep the teardown waiting.
+    libc.umount2(point.encode(), _MNT_DETACH)
+
+
+def _containerd_pid(exec_root: Path | None) -> int | None:
+    if exec_root is None:
+        return None
+    try:
+        return int((Path(exec_root) / "exec" / "containerd" / "containerd.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _mentions(pid: int, text: str) -> bool:
+    # The pid file may be stale and the pid reused: only kill what is ours.
+    try:
+        return text in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+
+
+def _kill_group(pid: int) -> None:
+    # dockerd starts containerd with setsid: it leads a group of its own.
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end and group_alive(pid):
+            time.sleep(0.05)
+        if not group_alive(pid):
+            return
+
+
+def _api_answers(path: Path) -> bool:
+    """GET /_ping over the unix socket answers OK."""
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        sock.connect(str(path))
+        sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        answer = sock.recv(64)
+    return answer.startswith(b"HTTP/1.") and b" 200 " in answer

@@ -1,0 +1,179 @@
+"""The docker engine: reading the daemon's progress stream and its debug log
+(lines as dockerd 20.10 wrote them in the lab), and, against a real private
+dockerd, a stuck pull bounded by the timeout and cancelled in the daemon.
+Pulls against the whole lab are in test_engines_parity.py."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chaos.clients.docker_engine import DockerEngine, _DaemonLog, _PullStream
+from chaos.errors import EnvironmentProblem
+from chaos.lab.dockerd import LabDockerd
+from chaos.lab.layout import LabPaths
+from chaos.reference import parse_reference
+
+MIRROR = "http://127.0.0.1:49485"
+LIST_DIGEST = "sha256:13ae8669ff15d1ca105b33f6ce90d1136c0e70cba2a3b37c24c35e75f780f643"
+AMD64_DIGEST = "sha256:2e9320203f0bfce3c79997c5b0034a2c158c1f9353c2b0a23815b98300f307a6"
+DAEMON_LOG = f'''time="2026-11-28T04:52:02.63Z" level=debug msg="Trying to pull alice/private-app from http://127.0.0.1:49485/ v2"
+time="2026-11-28T04:52:02.69Z" level=info msg="Attempting next endpoint for pull after error: manifest unknown: manifest unknown"
+time="2026-11-28T04:52:02.69Z" level=debug msg="Trying to pull alice/private-app from https://registry-1.docker.io v2"
+time="2026-11-28T04:52:02.74Z" level=debug msg="Pulling ref from V2 registry: alice/private-app:1.0"
+time="2026-11-28T04:51:57.91Z" level=debug msg="Trying to pull postgres from http://127.0.0.1:49485/ v2"
+time="2026-11-28T04:51:57.96Z" level=debug msg="docker.io/library/postgres:16 resolved to a manifestList object with 2 entries; looking for a unknown/amd64 match"
+time="2026-11-28T04:51:57.96Z" level=debug msg="found match for linux/amd64 with media type application/vnd.docker.distribution.manifest.v2+json, digest {AMD64_DIGEST}"
+'''
+
+
+def daemon_log(tmp_path: Path, image: str) -> _DaemonLog:
+    path = tmp_path / "dockerd.log"
+    path.write_text(DAEMON_LOG)
+    return _DaemonLog(path, 0, parse_reference(image))
+
+
+def test_the_last_endpoint_the_daemon_tried_is_the_one_that_served(tmp_path):
+    mirror, hub = daemon_log(tmp_path, "alice/private-app:1.0").attempts(MIRROR, ok=True)
+    assert (mirror.endpoint, mirror.ok, mirror.error_code, mirror.message) == (
+        "mirror", False, "MANIFEST_UNKNOWN", "manifest unknown: manifest unknown")
+    assert (hub.endpoint, hub.ok, hub.url) == ("hub", True, "https://registry-1.docker.io")
+
+
+def test_log_lines_about_other_images_are_ignored(tmp_path):
+    (only,) = daemon_log(tmp_path, "postgres:16").attempts(MIRROR, ok=True)
+    assert only.endpoint == "mirror" and only.ok
+
+
+def test_a_manifest_list_reports_the_platform_entrys_digest(tmp_path):
+    assert daemon_log(tmp_path, "postgres:16").platform_digest() == AMD64_DIGEST
+    assert daemon_log(tmp_path, "alice/private-app:1.0").platform_digest() is None
+
+
+def test_the_stream_gives_digest_layer_bytes_and_per_layer_progress():
+    shown = []
+    stream = _PullStream(parse_reference("postgres:16"), shown.append)
+    for line in (
+        {"status": "Pulling fs layer", "progressDetail": {}, "id": "f4b5ce8cfff6"},
+        {"status": "Downloading", "progressDetail": {"current": 3645, "total": 149537}, "id": "f4b5ce8cfff6"},
+        {"status": "Downloading", "progressDetail": {"current": 149537, "total": 149537}, "id": "f4b5ce8cfff6"},
+        {"status": "Extracting", "progressDetail": {"current": 941, "total": 941}, "id": "baae1f2a70fc"},
+        {"status": "Pull complete", "progressDetail": {}, "id": "f4b5ce8cfff6"},
+        {"status": f"Digest: {LIST_DIGEST}"},
+    ):
+        stream.feed(line)
+    assert stream.digest == LIST_DIGEST
+    assert stream.bytes == 149537 + 941
+    assert shown[0] == "postgres:16 f4b5ce8cfff6: Pulling fs layer"
+    assert "postgres:16 f4b5ce8cfff6: Pull complete" in shown
+
+
+# -- against a real daemon ------------------------------------------------------
+
+
+class _HangingMirror(http.server.BaseHTTPRequestHandler):
+    """Answers the daemon's /v2/ ping, then never answers a manifest request:
+    a mirror stuck mid-pull."""
+
+    release: threading.Event
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        if self.path == "/v2/":
+            body = b"{}"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.release.wait(30)
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+@dataclass
+class HangingMirror:
+    url: str
+    release: threading.Event
+
+
+@pytest.fixture(scope="module")
+def hanging_mirror():
+    release = threading.Event()
+    handler = type("Handler", (_HangingMirror,), {"release": release})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield HangingMirror(f"http://127.0.0.1:{server.server_address[1]}", release)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, hanging_mirror):
+    root = tmp_path_factory.mktemp("dockerd")
+    daemon = LabDockerd(LabPaths(root), mirror_url=hanging_mirror.url, proxy_url=hanging_mirror.url, ca_file="/nonexistent/ca.pem")
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def engine_for(daemon: LabDockerd, timeout: float) -> DockerEngine:
+    return DockerEngine(docker_host=daemon.docker_host, mirror_url=daemon.mirror_url,
+                        daemon_log=daemon.paths.log("dockerd"), credentials=None, timeout=timeout, progress=None)
+
+
+
+@pytest.mark.lab
+def test_a_stuck_pull_is_bounded_by_the_timeout_and_cancelled_in_the_daemon(daemon, hanging_mirror):
+    log = daemon.paths.log("dockerd")
+    offset = log.stat().st_size
+    engine = engine_for(daemon, timeout=2.0)
+    try:
+        started = time.monotonic()
+        result = engine.pull(parse_reference("alpine:3.19"))
+        elapsed = time.monotonic() - started
+    finally:
+        engine.close()
+    assert not result.ok and result.error_code == "TIMEOUT"
+    assert 1.9 <= elapsed < 4
+    assert "did not finish within 2s" in result.message
+    # dockerd 20.10 cannot abort a registry request in flight (distribution's
+    # client sends them without a context); once the stuck request ends, the
+    # daemon sees its client went away and gives the pull up ("Not
+    # continuing") instead of falling back to Hub as it would for a mirror
+    # failure (distribution/pull.go checks ctx.Done() first).
+    hanging_mirror.release.set()
+    deadline = time.monotonic() + 10
+    while "Not continuing with pull after error" not in (text := log.read_bytes()[offset:].decode(errors="replace")):
+        assert time.monotonic() < deadline, f"the daemon never cancelled the pull:\n{text[-2000:]}"
+        time.sleep(0.1)
+    assert "Attempting next endpoint" not in text
+
+
+@pytest.mark.lab
+def test_losing_the_daemon_is_an_environment_problem(tmp_path, hanging_mirror):
+    daemon = LabDockerd(LabPaths(tmp_path), mirror_url=hanging_mirror.url, proxy_url=hanging_mirror.url, ca_file="/nonexistent/ca.pem")
+    daemon.start()
+    try:
+        engine = engine_for(daemon, timeout=5.0)
+    finally:
+        daemon.stop()
+    with pytest.raises(EnvironmentProblem, match="engine docker: lost the Docker daemon"):
+        engine.pull(parse_reference("alpine:3.19"))
+    engine.close()
