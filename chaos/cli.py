@@ -241,6 +241,12 @@ def pull(image, mirror_url, user, password, proxy_url, ca_file, lab_dir, live, t
         click.echo("chaos: LIVE MODE: Hub traffic goes to the real registry-1.docker.io", err=True)
     if user and password is None:
         raise UsageError(f"--login {user}: no password (pass --password or set CHAOS_PASSWORD)")
+    if engine == "docker" and not (lab and lab.docker_host) and not live:
+        # Another daemon pulls by its own mirrors and proxy: maybe from the real Hub.
+        raise UsageError(
+            f"--engine docker: the lab in {lab_dir} runs no dockerd (start it with `chaos lab up --engine docker`); "
+            "--live uses the daemon at DOCKER_HOST as it is configured"
+        )
     where = LabState(root=str(lab_dir), mirror_url=mirror_url or "", proxy_url=proxy_url or "", ca_file=ca_file or "",
                      docker_host=lab.docker_host if lab else "")
     puller = make_engine(engine, lab=where, credentials=(user, password) if user else None, timeout=timeout, progress=_echo_progress)
@@ -317,7 +323,8 @@ def lab_down(lab_dir: Path) -> None:
         return
     state = LabState.load(state_file)
     for name, pgid in reversed(list(state.process_groups.items())):
-        stop_group(pgid)
+        # dockerd stops its containerd first: give it the grace the lab gives it.
+        stop_group(pgid, grace_s=10.0 if name == "dockerd" else 5.0)
         click.echo(f"stopped {name}")
     if state.docker_exec_root or "dockerd" in state.process_groups:
         # dockerd's containerd, mounts, sockets and data root outlive its process group.

@@ -43,6 +43,9 @@ SKOPEO_HUB_DOWN = (
          "(Client.Timeout exceeded while awaiting headers)", "TIMEOUT"),
         ("initializing source docker://nginx:1.25: context deadline exceeded", "TIMEOUT"),
         ("filesystem layer verification failed for digest sha256:" + "a" * 64, "DIGEST_MISMATCH"),
+        # skopeo (containers/image) on a corrupted CDN blob, as it printed it through the lab:
+        ("writing blob: happened during read: Digest did not match, expected sha256:" + "a" * 64
+         + ", got sha256:" + "b" * 64, "DIGEST_MISMATCH"),
         ("received unexpected HTTP status: 503 Service Unavailable", "BAD_RESPONSE"),
         ("trying to reuse blob sha256:62d4 at destination: failed to read from destination repository "
          "alice/build-cache: 500 (Internal Server Error)", "BAD_RESPONSE"),

@@ -32,6 +32,8 @@ PUBLIC = parse_reference("alpine:3.19")
 MULTI_ARCH = parse_reference("postgres:16")
 UNCACHED = parse_reference("nginx:1.25")
 UNCACHED_RATE_LIMITED = parse_reference("redis:7")
+UNCACHED_503 = parse_reference("httpd:2")
+UNCACHED_CORRUPT = parse_reference("memcached:1")
 PRIVATE = parse_reference("alice/private-app:1.0")
 PUSH_SOURCE = parse_reference("busybox:1")
 PUSHED = parse_reference("alice/build-cache:1")
@@ -40,6 +42,8 @@ DOCKER_PUSH_DEADLINE_S = 120  # dockerd retries a refused upload 5 times, ~50 s 
 
 HUB_DOWN = {"name": "hub-down", "kind": "refuse", "match": {"roles": ["registry", "auth"]}}
 RATE_LIMITED = {"name": "rate-limited", "kind": "rate-limit", "params": {"limit": 0}, "match": {"roles": ["registry"]}}
+MANIFESTS_503 = {"name": "manifests-503", "kind": "http", "params": {"status": 503}, "match": {"endpoints": ["manifest"]}}
+CDN_CORRUPT = {"name": "cdn-corrupt", "kind": "corrupt", "match": {"roles": ["cdn"]}}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Cell:
     digest: str | None = None
     message: str | None = None
     seconds: float = 0.0
+    last_attempt: object = None
 
     def __str__(self) -> str:
         outcome = f"ok {self.served_by}" if self.ok else f"FAIL {self.code}"
@@ -84,6 +89,10 @@ SITUATIONS = (
     Situation("outage: private, logged in", False, ("NETWORK",)),
     Situation("rate limit: cached pull", True, served_by="mirror"),
     Situation("rate limit: uncached pull", False, ("TOOMANYREQUESTS",)),
+    # Hub's 503 carries an UNAVAILABLE body, but clients read bodies of 4xx
+    # only (distribution's HandleErrorResponse): "received unexpected HTTP status".
+    Situation("hub 503 on manifests: uncached pull", False, ("BAD_RESPONSE",)),
+    Situation("corrupt CDN: uncached pull", False, ("DIGEST_MISMATCH",)),
 )
 
 
@@ -97,6 +106,8 @@ def lab(tmp_path_factory):
             SeedImage(MULTI_ARCH, 200_000, platforms=("linux/amd64", "linux/arm64")),
             SeedImage(UNCACHED, 100_000),
             SeedImage(UNCACHED_RATE_LIMITED, 100_000),
+            SeedImage(UNCACHED_503, 100_000),
+            SeedImage(UNCACHED_CORRUPT, 100_000, layers=1),
             SeedImage(PRIVATE, 100_000, private=True),
             SeedImage(PUSH_SOURCE, 100_000, layers=1),
         ),
@@ -123,7 +134,8 @@ def pull(lab: Lab, engine_name: str, ref, credentials=None) -> Cell:
         result = engine.pull(ref)
     finally:
         engine.close()
-    return Cell(result.ok, result.error_code, result.served_by, result.digest, result.message, result.seconds)
+    return Cell(result.ok, result.error_code, result.served_by, result.digest, result.message, result.seconds,
+                result.attempts[-1] if result.attempts else None)
 
 
 def push_cell(result) -> Cell:
@@ -157,7 +169,7 @@ def table(lab):
     docker_push: dict = {}
 
     def push_with_docker():
-        engine = make_engine("docker", lab=state, credentials=None, timeout=TIMEOUT_S, progress=None)
+        engine = make_engine("docker", lab=state, credentials=None, timeout=DOCKER_PUSH_DEADLINE_S - 10, progress=None)
         try:
             docker_push["result"] = engine.push(PUSHED, state.mirror_url, source=PUSH_SOURCE)
         except BaseException as exc:  # reported by the test that reads it
@@ -182,6 +194,13 @@ def table(lab):
             each("rate limit: uncached pull", UNCACHED_RATE_LIMITED)
         finally:
             control.remove("rate-limited")
+        for fault, situation, ref in ((MANIFESTS_503, "hub 503 on manifests: uncached pull", UNCACHED_503),
+                                      (CDN_CORRUPT, "corrupt CDN: uncached pull", UNCACHED_CORRUPT)):
+            control.add(fault)
+            try:
+                each(situation, ref)
+            finally:
+                control.remove(fault["name"])
 
     pusher.join(timeout=DOCKER_PUSH_DEADLINE_S)
     assert not pusher.is_alive(), "docker push to the mirror did not finish"
@@ -209,6 +228,17 @@ def test_every_engine_meets_the_situation_the_same_way(table, engine, situation)
         assert cell.served_by == situation.served_by
     else:
         assert cell.code in situation.accepted(engine), cell.message
+
+
+FAILED_PULLS = [s.name for s in SITUATIONS if not s.ok and not s.name.startswith("push")]
+
+
+@pytest.mark.parametrize("situation", FAILED_PULLS)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_failed_pull_says_why_on_its_last_attempt(table, engine, situation):
+    cell = table[engine, situation]
+    assert cell.last_attempt is not None and not cell.last_attempt.ok
+    assert cell.last_attempt.error_code == cell.code, cell.last_attempt
 
 
 @pytest.mark.parametrize("situation", ["public pull", "multi-arch pull", "private, logged in", "outage: cached pull"])

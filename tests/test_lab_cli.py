@@ -36,6 +36,10 @@ def test_lab_up_pull_fault_and_down(tmp_path):
         assert denied.returncode == 1
         assert "pull access denied for alice/private-app" in denied.stderr
 
+        # This lab has no dockerd: the docker engine would be some other daemon, maybe pulling from the real Hub.
+        no_daemon = run_chaos("pull", "alpine:3.19", "--engine", "docker", *common, cwd=tmp_path)
+        assert no_daemon.returncode == 2 and "runs no dockerd" in no_daemon.stderr
+
         private = run_chaos("pull", "alice/private-app:1.0", "--login", "alice", "--json", *common, cwd=tmp_path)
         assert private.returncode == 0, private.stderr
         assert json.loads(private.stdout)["served_by"] == "hub"

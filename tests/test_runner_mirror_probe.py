@@ -56,3 +56,33 @@ def test_settled_bytes_waits_for_background_writes(tmp_path):
         assert mirror_probe.settled_bytes(tmp_path) == 40
     finally:
         thread.join(timeout=5)
+
+
+def test_settled_bytes_waits_for_an_upload_to_commit(tmp_path):
+    # distribution copies a blob into _uploads (not counted), then moves it in whole.
+    upload = tmp_path / REPOS / "library/alpine/_uploads/u1"
+    upload.mkdir(parents=True)
+    (upload / "data").write_bytes(b"y" * 1000)
+
+    def commit():
+        time.sleep(0.5)  # longer than one settle interval: the kept size stands still meanwhile
+        blob = tmp_path / "blobs/sha256/ab/abcd"
+        blob.mkdir(parents=True)
+        (upload / "data").rename(blob / "data")
+        upload.rmdir()
+
+    thread = threading.Thread(target=commit)
+    thread.start()
+    try:
+        assert mirror_probe.settled_bytes(tmp_path) == 1000
+    finally:
+        thread.join(timeout=5)
+
+
+def test_an_abandoned_upload_does_not_hold_the_settle_to_its_deadline(tmp_path):
+    upload = tmp_path / REPOS / "library/alpine/_uploads/u1"
+    upload.mkdir(parents=True)
+    (upload / "data").write_bytes(b"y" * 1000)
+    started = time.monotonic()
+    assert mirror_probe.settled_bytes(tmp_path) == 0
+    assert time.monotonic() - started < mirror_probe.SETTLE_DEADLINE_S / 2

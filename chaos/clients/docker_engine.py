@@ -39,6 +39,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,7 +50,7 @@ import requests
 import urllib3.exceptions
 
 from chaos.clients.error_map import classify, docker_message
-from chaos.clients.result import HUB, MIRROR, TIMEOUT, Attempt, PullResult, PushResult
+from chaos.clients.result import HUB, MIRROR, TIMEOUT, Attempt, PullResult, PushResult, with_final_error
 from chaos.errors import EnvironmentProblem
 from chaos.reference import ImageReference
 
@@ -110,16 +111,16 @@ class DockerEngine:
         started = time.monotonic()
         deadline = started + self.timeout
         log_offset = _size(self.daemon_log)
-        self._remove(ref)
-        headers = {}
-        if self.credentials:
-            auth, failure = self._login()
-            if failure is not None:
-                return _failed(ref, failure, started, bytes_=0)
-            headers["X-Registry-Auth"] = auth
         stream = _PullStream(ref, self.progress)
         error_text, timed_out = None, False
         try:
+            self._remove(ref, deadline)
+            headers = {}
+            if self.credentials:
+                auth, failure = self._login(deadline)
+                if failure is not None:
+                    return _failed(ref, failure, started, bytes_=0)
+                headers["X-Registry-Auth"] = auth
             error_text = self._stream_pull(ref, headers, stream, deadline)
         except _Deadline:
             timed_out = True
@@ -130,7 +131,7 @@ class DockerEngine:
             message = f"docker pull {ref.familiar} did not finish within {self.timeout:g}s (cancelled)"
             return PullResult(
                 image=str(ref), ok=False, error_code=TIMEOUT, message=message, bytes=stream.bytes,
-                seconds=seconds, attempts=attempts, raw=message,
+                seconds=seconds, attempts=with_final_error(attempts, TIMEOUT, message), raw=message,
             )
         if error_text is not None:
             return _failed(ref, error_text, started, bytes_=stream.bytes, attempts=attempts)
@@ -145,7 +146,7 @@ class DockerEngine:
         Raises _Deadline when the deadline passed first (the pull is cancelled)."""
         params = {"fromImage": f"docker.io/{ref.repository}", "tag": ref.digest or ref.tag, "platform": self.platform}
         url = f"{self.api.base_url}/v{self.api.api_version}/images/create"
-        remaining = deadline - time.monotonic()
+        remaining = _remaining(deadline)
         try:
             response = self.api.post(url, params=params, headers=headers, stream=True, timeout=(min(remaining, 10.0), remaining))
         except requests.RequestException as exc:
@@ -176,37 +177,47 @@ class DockerEngine:
             watchdog.cancel()
             response.close()
 
-    def _remove(self, ref: ImageReference) -> None:
+    def _remove(self, ref: ImageReference, deadline: float) -> None:
         """Forget the image so this pull really pulls (its layers go too when
         no other image shares them)."""
         try:
-            self.api.remove_image(str(ref), force=True)
+            with self._call_timeout(_remaining(deadline)):
+                self.api.remove_image(str(ref), force=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
             raise EnvironmentProblem(f"engine docker: cannot remove {ref} before pulling it: {_first_line(exc)}") from None
+        except requests.Timeout:
+            raise _Deadline() from None
         except requests.RequestException as exc:
             raise self._daemon_gone(exc) from None
 
-    def _login(self) -> tuple[str, str | None]:
+    def _login(self, deadline: float) -> tuple[str, str | None]:
         """(X-Registry-Auth value, login failure text or None). The daemon checks
         the login itself (POST /auth, against Hub through the fault proxy). A
-        login that fails on the network - Hub is down - is not fatal: a user
-        who logged in before the outage still sends credentials with every
-        pull, and so does this engine."""
+        login that fails on the network - Hub is down, or so slow the login
+        outlives its share of the deadline - is not fatal: a user who logged
+        in before the outage still sends credentials with every pull, and so
+        does this engine."""
         user, password = self.credentials
         header = docker.auth.encode_header({"username": user, "password": password, "serveraddress": INDEX_SERVER})
         key = (self.docker_host, user, password)
         with _logged_in_lock:
             if key in _logged_in:
                 return header, None
+        # At most half of what is left, so the pull itself still gets its turn.
+        budget = max(0.1, _remaining(deadline) / 2)
         try:
-            self.api.login(user, password, registry=INDEX_SERVER, reauth=True)
+            with self._call_timeout(budget):
+                self.api.login(user, password, registry=INDEX_SERVER, reauth=True)
         except docker.errors.APIError as exc:
             text = _explanation(exc)
             if classify(text) in ("UNAUTHORIZED", "DENIED"):
                 return header, text
             self._say(f"docker login as {user} failed ({text}); pulling with the credentials anyway")
+            return header, None
+        except requests.Timeout:
+            self._say(f"docker login as {user} got no answer within {budget:.1f}s; pulling with the credentials anyway")
             return header, None
         except requests.RequestException as exc:
             raise self._daemon_gone(exc) from None
@@ -230,8 +241,15 @@ class DockerEngine:
         target, tag = f"{host}/{image.repository}", image.tag or "latest"
         self.api.tag(str(source), target, tag)
         error_text, digest = None, None
+        deadline = started + self.timeout
         try:
+            # Each read waits at most the client's timeout (10 s); the daemon
+            # reports progress or "Retrying in N seconds" every second, so the
+            # deadline is checked often enough.
             for line in self.api.push(target, tag=tag, stream=True, decode=True):
+                if time.monotonic() > deadline:
+                    error_text = f"docker push {target}:{tag}: deadline exceeded ({self.timeout:g}s)"
+                    break
                 if "error" in line:
                     error_text = str(line["error"])
                     break
@@ -255,6 +273,16 @@ class DockerEngine:
 
     # -- helpers ------------------------------------------------------------------
 
+    @contextmanager
+    def _call_timeout(self, seconds: float) -> Iterator[None]:
+        """Bound the SDK calls inside by `seconds` (the SDK takes its timeout from
+        the client; this client serves this engine, and so one pull, only)."""
+        saved, self.api.timeout = self.api.timeout, seconds
+        try:
+            yield
+        finally:
+            self.api.timeout = saved
+
     def _say(self, line: str) -> None:
         if self.progress:
             self.progress(line)
@@ -265,6 +293,14 @@ class DockerEngine:
 
 class _Deadline(Exception):
     pass
+
+
+def _remaining(deadline: float) -> float:
+    """Seconds left before `deadline`; _Deadline when none are."""
+    left = deadline - time.monotonic()
+    if left <= 0.01:
+        raise _Deadline()
+    return left
 
 
 class _PullStream:
@@ -300,7 +336,12 @@ class _PullStream:
 
 
 class _DaemonLog:
-    """The daemon's --debug log lines written during one pull, about one image."""
+    """The daemon's --debug log lines written during one pull, about one image.
+
+    Only "Trying to pull <repository>" names its image. When pulls overlap (a
+    step with concurrency), the fallback error of a mirror attempt and a
+    list's platform digest may come from another image's lines, and two tags
+    of one repository cannot be told apart; docs/engines.md says so."""
 
     _TRYING = re.compile(r'msg="Trying to pull (\S+) from (\S+) v\d"')
     _NEXT = re.compile(r'msg="Attempting next endpoint for pull after error: ((?:[^"\\]|\\.)*)"')
@@ -366,9 +407,10 @@ def _endpoint_name(url: str, mirror_url: str | None) -> str:
 
 def _failed(ref, text: str, started: float, *, bytes_: int, attempts=()) -> PullResult:
     code = classify(text)
+    message = docker_message(code, ref, text)
     return PullResult(
-        image=str(ref), ok=False, error_code=code, message=docker_message(code, ref, text), bytes=bytes_,
-        seconds=time.monotonic() - started, attempts=tuple(attempts), raw=text,
+        image=str(ref), ok=False, error_code=code, message=message, bytes=bytes_,
+        seconds=time.monotonic() - started, attempts=with_final_error(tuple(attempts), code, message), raw=text,
     )
 
 

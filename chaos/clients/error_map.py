@@ -37,7 +37,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (UNSUPPORTED, r"(^|: )unsupported($|:)|operation is unsupported"),
         (MANIFEST_UNKNOWN, r"manifest unknown|manifest for .* not found|no matching manifest for"),
         (NAME_UNKNOWN, r"name unknown|repository name not known"),
-        (DIGEST_MISMATCH, r"verification failed|digest mismatch|does not match (the )?digest"),
+        (DIGEST_MISMATCH, r"verification failed|digest mismatch|does not match (the )?digest|digest did not match"),
         (TIMEOUT, r"timeout|timed out|deadline exceeded|request canceled"),
         (
             NETWORK,

@@ -265,7 +265,9 @@ def failure_from_response(
     bearer challenge's error comes first (insufficient_scope -> DENIED,
     invalid_token -> UNAUTHORIZED), then the body's first error: Hub answers a
     logged-out private pull with 401, insufficient_scope and an UNAUTHORIZED
-    body, and docker and skopeo both report DENIED."""
+    body, and docker and skopeo both report DENIED. Bodies are read for 4xx
+    only: for any other status they say "received unexpected HTTP status: 503
+    Service Unavailable" whatever the body's error code (BAD_RESPONSE here)."""
     status = response.status_code
     raw = f"HTTP {status} from {response.url}: {body[:500].decode('utf-8', 'replace')}"
     retriable = status >= 500
@@ -277,7 +279,7 @@ def failure_from_response(
                 scope_error = challenge.params["error"]
                 description = challenge.params.get("error_description")
                 break
-    errors = _errors_from_body(body)
+    errors = _errors_from_body(body) if 400 <= status < 500 else []
     if scope_error == "insufficient_scope":
         code, message = DENIED, description or _DEFAULT_MESSAGES[DENIED]
     elif scope_error == "invalid_token":

@@ -3,7 +3,7 @@ engine ran."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 # Error codes beyond the OCI/distribution registry codes (UNAUTHORIZED, DENIED,
 # MANIFEST_UNKNOWN, TOOMANYREQUESTS, UNSUPPORTED, ...): failures that happen
@@ -27,6 +27,17 @@ class Attempt:
     status: int | None = None
     error_code: str | None = None
     message: str | None = None
+
+
+def with_final_error(attempts: tuple[Attempt, ...], code: str | None, message: str | None) -> tuple[Attempt, ...]:
+    """A failed pull failed because its last attempt did: give that attempt the
+    pull's error code, as the builtin client records it. The real engines'
+    logs name its endpoint but seldom why it failed (the message is kept when
+    they do)."""
+    if not attempts or attempts[-1].ok:
+        return attempts
+    last = attempts[-1]
+    return (*attempts[:-1], replace(last, error_code=code, message=last.message or message))
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from chaos.clients.error_map import classify, docker_message, primary_error
 from chaos.clients.registry_http import TOOMANYREQUESTS
-from chaos.clients.result import HUB, MIRROR, TIMEOUT, Attempt, PullResult, PushResult
+from chaos.clients.result import HUB, MIRROR, TIMEOUT, Attempt, PullResult, PushResult, with_final_error
 from chaos.errors import EnvironmentProblem, UsageError
 from chaos.lab.process import require_binary
 from chaos.reference import ImageReference
@@ -129,7 +129,7 @@ class SkopeoEngine:
             if timed_out:
                 message = f"skopeo copy {ref.familiar} did not finish within {self.timeout:g}s (killed)"
                 return PullResult(image=str(ref), ok=False, error_code=TIMEOUT, message=message, bytes=_bytes_in(out),
-                                  seconds=seconds, attempts=attempts, raw=message)
+                                  seconds=seconds, attempts=with_final_error(attempts, TIMEOUT, message), raw=message)
             if returncode != 0:
                 text = _fatal_text(log)
                 code = classify(text)
@@ -141,8 +141,8 @@ class SkopeoEngine:
                     code = TOOMANYREQUESTS
                     message = (f"toomanyrequests: {backoffs[-1]} kept answering 429 Too Many Requests; skopeo backed off "
                                f"{len(backoffs)} times until its deadline ({primary_error(text)})")
-                return PullResult(image=str(ref), ok=False, error_code=code, message=message,
-                                  bytes=_bytes_in(out), seconds=seconds, attempts=attempts, raw=text)
+                return PullResult(image=str(ref), ok=False, error_code=code, message=message, bytes=_bytes_in(out),
+                                  seconds=seconds, attempts=with_final_error(attempts, code, message), raw=text)
             manifest = (out / "manifest.json").read_bytes()
             return PullResult(
                 image=str(ref), ok=True, served_by=attempts[-1].endpoint if attempts else None,
@@ -182,7 +182,7 @@ class SkopeoEngine:
 
     def _global_args(self) -> list[str]:
         args = [self.binary, "--debug", "--insecure-policy", "--registries-conf", str(self.registries_conf),
-                "--command-timeout", f"{max(1, int(self.timeout))}s",
+                "--command-timeout", f"{self.timeout:.3f}s",  # a Go duration: fractions allowed
                 "--override-os", self.platform[0], "--override-arch", self.platform[1]]
         if len(self.platform) == 3:
             args += ["--override-variant", self.platform[2]]

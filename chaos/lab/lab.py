@@ -259,14 +259,12 @@ class Lab:
             detached=self.detached,
             progress=self.progress,
         )
-        try:
-            self.state.docker_host = self.dockerd.start()
-        finally:
-            # Recorded even after a failed start, so `lab down` finds what to clean.
-            self.state.docker_exec_root = str(self.dockerd.exec_root or "")
-            if self.dockerd.pid:
-                self.state.process_groups["dockerd"] = self.dockerd.pid
-            self._save_state()
+        # A failed start cleans up after itself (LabDockerd.start) and raises here.
+        self.state.docker_host = self.dockerd.start()
+        # For `chaos lab down`, which has only lab.json to go by.
+        self.state.docker_exec_root = str(self.dockerd.exec_root)
+        self.state.process_groups["dockerd"] = self.dockerd.pid
+        self._save_state()
 
     def _seed(self) -> None:
         Seeder(self.state.hub_url, self.signer, seed=self.spec.seed, progress=self.progress).seed_all(self.spec.images)

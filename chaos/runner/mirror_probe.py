@@ -37,6 +37,7 @@ class MirrorSnapshot:
 
 SETTLE_DEADLINE_S = 5.0
 SETTLE_INTERVAL_S = 0.2
+UPLOAD_STALL_READS = 3
 
 
 def snapshot(mirror_url: str, storage: Path | None, *, settle: bool = False, timeout: float = 10.0) -> MirrorSnapshot:
@@ -63,18 +64,26 @@ def settled_bytes(storage: Path) -> int:
 
     distribution's proxy serves a blob to the client while it copies it into
     its own storage, so the copy can finish after the pull returned; reading
-    too early would blame a later step for this one's writes. Two equal reads
-    SETTLE_INTERVAL_S apart count as settled; SETTLE_DEADLINE_S bounds the wait.
+    too early would blame a later step for this one's writes. The copy grows
+    under `_uploads` (not counted) and lands in the blob store whole at commit,
+    so the kept size alone stands still during a copy: the uploads are
+    watched too. Settled: kept and in-flight bytes unchanged over one
+    SETTLE_INTERVAL_S with no upload in flight, or over UPLOAD_STALL_READS
+    intervals with one (an upload abandoned by a failed fetch never commits).
+    SETTLE_DEADLINE_S bounds the wait.
     """
-    last = _tree_bytes(storage)
+    last = _storage_bytes(storage)
     deadline = time.monotonic() + SETTLE_DEADLINE_S
+    unchanged = 0
     while time.monotonic() < deadline:
         time.sleep(SETTLE_INTERVAL_S)
-        current = _tree_bytes(storage)
-        if current == last:
-            return current
+        current = _storage_bytes(storage)
+        unchanged = unchanged + 1 if current == last else 0
         last = current
-    return last
+        kept, in_flight = current
+        if unchanged >= (UPLOAD_STALL_READS if in_flight else 1):
+            return kept
+    return last[0]
 
 
 def _catalog(mirror_url: str, timeout: float) -> list[str]:
@@ -106,15 +115,25 @@ def _stored_repositories(storage: Path) -> list[str]:
 
 
 def _tree_bytes(storage: Path) -> int:
-    total = 0
+    return _storage_bytes(storage)[0]
+
+
+def _storage_bytes(storage: Path) -> tuple[int, int | None]:
+    """(bytes the mirror keeps, bytes of uploads in flight or None when there is none).
+
+    In-flight uploads are scratch space, not content the mirror keeps."""
+    kept, in_flight = 0, None
     for dirpath, dirnames, filenames in os.walk(storage):
-        # In-flight uploads are scratch space, not content the mirror keeps.
-        dirnames[:] = [d for d in dirnames if d != "_uploads"]
+        uploading = "/_uploads" in dirpath[len(str(storage)):]
         for name in filenames:
             if name == _SCHEDULER_STATE and Path(dirpath) == storage:
                 continue
             try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
+                size = os.lstat(os.path.join(dirpath, name)).st_size
             except OSError:
-                pass
-    return total
+                continue
+            if uploading:
+                in_flight = (in_flight or 0) + size
+            else:
+                kept += size
+    return kept, in_flight
