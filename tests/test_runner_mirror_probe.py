@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
 
@@ -83,6 +85,44 @@ def test_an_abandoned_upload_does_not_hold_the_settle_to_its_deadline(tmp_path):
     upload = tmp_path / REPOS / "library/alpine/_uploads/u1"
     upload.mkdir(parents=True)
     (upload / "data").write_bytes(b"y" * 1000)
+    stale = time.time() - 60  # a fetch that failed a minute ago left it behind
+    os.utime(upload / "data", (stale, stale))
+    assert mirror_probe.live_uploads(tmp_path) == 0
     started = time.monotonic()
     assert mirror_probe.settled_bytes(tmp_path) == 0
     assert time.monotonic() - started < mirror_probe.SETTLE_DEADLINE_S / 2
+
+
+def test_a_fresh_upload_is_alive_even_before_its_first_byte(tmp_path):
+    # distribution writes `startedat` first; the fetch may start a moment later.
+    upload = tmp_path / REPOS / "library/alpine/_uploads/u1"
+    upload.mkdir(parents=True)
+    (upload / "startedat").write_text("2026-11-28T18:38:02Z")
+    assert mirror_probe.live_uploads(tmp_path) == 1
+    assert mirror_probe.live_uploads(tmp_path / "elsewhere") == 0
+
+
+def test_uploads_vanishing_while_counted_are_never_an_error(tmp_path):
+    # The mirror commits (removes) upload folders at any moment; counting must not trip over it.
+    stop = threading.Event()
+
+    def churn():
+        n = 0
+        while not stop.is_set():
+            # distribution's layout: startedat, data, hashstates/sha256/<offset>; removed whole at commit.
+            upload = tmp_path / REPOS / f"library/r{n % 5}/_uploads/u{n}"
+            hashstates = upload / "hashstates" / "sha256"
+            hashstates.mkdir(parents=True, exist_ok=True)
+            (upload / "startedat").write_text("now")
+            (hashstates / "0").write_bytes(b"state")
+            shutil.rmtree(upload)
+            n += 1
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        for _ in range(300):  # a glob-based walk failed 17 times in 300 here
+            assert mirror_probe.live_uploads(tmp_path) in (0, 1)
+    finally:
+        stop.set()
+        thread.join(timeout=5)

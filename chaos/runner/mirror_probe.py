@@ -37,7 +37,9 @@ class MirrorSnapshot:
 
 SETTLE_DEADLINE_S = 5.0
 SETTLE_INTERVAL_S = 0.2
-UPLOAD_STALL_READS = 3
+# An upload no file of which changed for this long is abandoned (a fetch that
+# failed leaves its folder behind until distribution's purger runs, a week later).
+UPLOAD_IDLE_S = 2.0
 
 
 def snapshot(mirror_url: str, storage: Path | None, *, settle: bool = False, timeout: float = 10.0) -> MirrorSnapshot:
@@ -66,24 +68,45 @@ def settled_bytes(storage: Path) -> int:
     its own storage, so the copy can finish after the pull returned; reading
     too early would blame a later step for this one's writes. The copy grows
     under `_uploads` (not counted) and lands in the blob store whole at commit,
-    so the kept size alone stands still during a copy: the uploads are
-    watched too. Settled: kept and in-flight bytes unchanged over one
-    SETTLE_INTERVAL_S with no upload in flight, or over UPLOAD_STALL_READS
-    intervals with one (an upload abandoned by a failed fetch never commits).
-    SETTLE_DEADLINE_S bounds the wait.
+    so the kept size alone stands still during a copy: settled means the kept
+    size unchanged over SETTLE_INTERVAL_S and no upload alive (see
+    live_uploads). SETTLE_DEADLINE_S bounds the wait.
     """
-    last = _storage_bytes(storage)
+    last = _tree_bytes(storage)
     deadline = time.monotonic() + SETTLE_DEADLINE_S
-    unchanged = 0
     while time.monotonic() < deadline:
         time.sleep(SETTLE_INTERVAL_S)
-        current = _storage_bytes(storage)
-        unchanged = unchanged + 1 if current == last else 0
+        current = _tree_bytes(storage)
+        if current == last and not live_uploads(storage):
+            return current
         last = current
-        kept, in_flight = current
-        if unchanged >= (UPLOAD_STALL_READS if in_flight else 1):
-            return kept
-    return last[0]
+    return last
+
+
+def live_uploads(storage: Path, idle_s: float = UPLOAD_IDLE_S) -> int:
+    """Uploads the mirror is writing: folders under a repository's `_uploads`
+    with a file changed in the last idle_s seconds. distribution creates one
+    (its `startedat` file first) as soon as it starts copying a blob from
+    upstream into its storage, and removes it at commit."""
+    # The mirror removes upload folders while this looks: os.walk skips what
+    # vanished (it ignores listing errors), and so does every stat here.
+    newest: dict[str, float] = {}  # upload folder -> newest mtime of its files
+    for dirpath, dirnames, filenames in os.walk(storage / _REPOS):
+        parts = Path(dirpath).parts
+        if "_uploads" not in parts:
+            continue
+        index = parts.index("_uploads")
+        if len(parts) == index + 1:
+            continue  # the _uploads folder itself
+        upload = str(Path(*parts[: index + 2]))
+        for name in filenames:
+            try:
+                mtime = os.stat(os.path.join(dirpath, name)).st_mtime
+            except OSError:
+                continue
+            newest[upload] = max(newest.get(upload, 0.0), mtime)
+    now = time.time()
+    return sum(1 for mtime in newest.values() if now - mtime < idle_s)
 
 
 def _catalog(mirror_url: str, timeout: float) -> list[str]:
@@ -115,25 +138,15 @@ def _stored_repositories(storage: Path) -> list[str]:
 
 
 def _tree_bytes(storage: Path) -> int:
-    return _storage_bytes(storage)[0]
-
-
-def _storage_bytes(storage: Path) -> tuple[int, int | None]:
-    """(bytes the mirror keeps, bytes of uploads in flight or None when there is none).
-
-    In-flight uploads are scratch space, not content the mirror keeps."""
-    kept, in_flight = 0, None
+    total = 0
     for dirpath, dirnames, filenames in os.walk(storage):
-        uploading = "/_uploads" in dirpath[len(str(storage)):]
+        # In-flight uploads are scratch space, not content the mirror keeps.
+        dirnames[:] = [d for d in dirnames if d != "_uploads"]
         for name in filenames:
             if name == _SCHEDULER_STATE and Path(dirpath) == storage:
                 continue
             try:
-                size = os.lstat(os.path.join(dirpath, name)).st_size
+                total += os.lstat(os.path.join(dirpath, name)).st_size
             except OSError:
-                continue
-            if uploading:
-                in_flight = (in_flight or 0) + size
-            else:
-                kept += size
-    return kept, in_flight
+                pass
+    return total

@@ -23,10 +23,9 @@ from chaos.runner.actions import StepActions
 from chaos.runner.deadline import DeadlineExceeded, call_with_deadline
 from chaos.runner.expectations import Verdict
 from chaos.runner.journal import Journal, StepRecord, now_iso
+from chaos.runner.quiet import wait_for_quiet
 from chaos.scenario.model import CheckAction, Scenario, Step
 
-QUIET_DEADLINE_S = 3.0
-QUIET_POLL_S = 0.05
 BEFORE, STEPS, ROLLBACK, AFTER = "steady_state_before", "steps", "rollback", "steady_state_after"
 
 
@@ -212,25 +211,13 @@ class Runner:
         return events, cursor
 
     def _events_since_cursor(self) -> list[dict]:
-        self._wait_for_quiet_upstream()
+        self._wait_for_quiet_lab()
         events, self._cursor = self._drain(self._cursor)
         return events
 
-    def _wait_for_quiet_upstream(self) -> None:
-        """Let requests the step caused finish before reading the tap.
-
-        A mirror keeps copying a blob into its storage after its client got it;
-        without this wait those bytes would land in the next step's events. Two
-        quiet readings in a row count as quiet; QUIET_DEADLINE_S bounds the wait
-        (a blackholed request never finishes).
-        """
-        deadline = time.monotonic() + QUIET_DEADLINE_S
-        quiet = 0
-        while time.monotonic() < deadline:
-            quiet = quiet + 1 if self.control.health().get("in_flight", 0) == 0 else 0
-            if quiet >= 2:
-                return
-            time.sleep(QUIET_POLL_S)
+    def _wait_for_quiet_lab(self) -> None:
+        storage = Path(self.lab.mirror_storage) if self.lab.mirror_storage else None
+        wait_for_quiet(lambda: self.control.health().get("in_flight", 0), storage)
 
     def _clear_faults(self) -> None:
         """A fault must never outlive its run, whatever ended the run."""
