@@ -121,8 +121,9 @@ def test_uploads_vanishing_while_counted_are_never_an_error(tmp_path):
     thread = threading.Thread(target=churn)
     thread.start()
     try:
-        for _ in range(300):  # a glob-based walk failed 17 times in 300 here
-            assert mirror_probe.live_uploads(tmp_path) in (0, 1)
+        for _ in range(300):  # a glob-based walk raised FileNotFoundError 17 times in 300 here
+            # No error; and at most one upload per repository listing can be seen alive.
+            assert 0 <= mirror_probe.live_uploads(tmp_path) <= 5
     finally:
         stop.set()
         thread.join(timeout=5)
