@@ -134,6 +134,16 @@ def daemon(tmp_path_factory, hanging_mirror):
         daemon.stop()
 
 
+def timed_pull(engine: DockerEngine, image: str):
+    """(result, seconds) of one pull; the engine is closed after it."""
+    try:
+        started = time.monotonic()
+        result = engine.pull(parse_reference(image))
+        return result, time.monotonic() - started
+    finally:
+        engine.close()
+
+
 def engine_for(daemon: LabDockerd, timeout: float) -> DockerEngine:
     return DockerEngine(docker_host=daemon.docker_host, mirror_url=daemon.mirror_url,
                         daemon_log=daemon.paths.log("dockerd"), credentials=None, timeout=timeout, progress=None)
@@ -144,13 +154,7 @@ def engine_for(daemon: LabDockerd, timeout: float) -> DockerEngine:
 def test_a_stuck_pull_is_bounded_by_the_timeout_and_cancelled_in_the_daemon(daemon, hanging_mirror):
     log = daemon.paths.log("dockerd")
     offset = log.stat().st_size
-    engine = engine_for(daemon, timeout=2.0)
-    try:
-        started = time.monotonic()
-        result = engine.pull(parse_reference("alpine:3.19"))
-        elapsed = time.monotonic() - started
-    finally:
-        engine.close()
+    result, elapsed = timed_pull(engine_for(daemon, timeout=2.0), "alpine:3.19")
     assert not result.ok and result.error_code == "TIMEOUT"
     assert 1.9 <= elapsed < 4
     assert "did not finish within 2s" in result.message
@@ -224,12 +228,7 @@ def test_a_login_hub_never_answers_is_not_fatal_and_stays_inside_the_deadline(tm
     try:
         engine = DockerEngine(docker_host=daemon.docker_host, mirror_url=unused, daemon_log=daemon.paths.log("dockerd"),
                               credentials=("alice", "wonderland"), timeout=4.0, progress=shown.append)
-        try:
-            started = time.monotonic()
-            result = engine.pull(parse_reference("alice/private-app:1.0"))
-            elapsed = time.monotonic() - started
-        finally:
-            engine.close()
+        result, elapsed = timed_pull(engine, "alice/private-app:1.0")
     finally:
         daemon.stop()
     assert not result.ok and result.error_code == "TIMEOUT", result

@@ -6,10 +6,30 @@ import os
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 
 from chaos.runner import mirror_probe
 
 REPOS = "docker/registry/v2/repositories"
+
+
+def an_upload(root, name: str, content: bytes):
+    """An upload in flight, as distribution keeps it: repositories/<repo>/_uploads/<id>/<name>."""
+    upload = root / REPOS / "library/alpine/_uploads/u1"
+    upload.mkdir(parents=True)
+    (upload / name).write_bytes(content)
+    return upload
+
+
+@contextmanager
+def in_background(work):
+    """Run work() in a thread (the mirror writing) while the body reads."""
+    thread = threading.Thread(target=work)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join(timeout=5)
 
 
 def make_repo(storage, name, with_manifest=True):
@@ -52,19 +72,13 @@ def test_settled_bytes_waits_for_background_writes(tmp_path):
             (tmp_path / f"part{i}").write_bytes(b"z" * 10)
             time.sleep(0.05)
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
+    with in_background(writer):
         assert mirror_probe.settled_bytes(tmp_path) == 40
-    finally:
-        thread.join(timeout=5)
 
 
 def test_settled_bytes_waits_for_an_upload_to_commit(tmp_path):
     # distribution copies a blob into _uploads (not counted), then moves it in whole.
-    upload = tmp_path / REPOS / "library/alpine/_uploads/u1"
-    upload.mkdir(parents=True)
-    (upload / "data").write_bytes(b"y" * 1000)
+    upload = an_upload(tmp_path, "data", b"y" * 1000)
 
     def commit():
         time.sleep(0.5)  # longer than one settle interval: the kept size stands still meanwhile
@@ -73,18 +87,12 @@ def test_settled_bytes_waits_for_an_upload_to_commit(tmp_path):
         (upload / "data").rename(blob / "data")
         upload.rmdir()
 
-    thread = threading.Thread(target=commit)
-    thread.start()
-    try:
+    with in_background(commit):
         assert mirror_probe.settled_bytes(tmp_path) == 1000
-    finally:
-        thread.join(timeout=5)
 
 
 def test_an_abandoned_upload_does_not_hold_the_settle_to_its_deadline(tmp_path):
-    upload = tmp_path / REPOS / "library/alpine/_uploads/u1"
-    upload.mkdir(parents=True)
-    (upload / "data").write_bytes(b"y" * 1000)
+    upload = an_upload(tmp_path, "data", b"y" * 1000)
     stale = time.time() - 60  # a fetch that failed a minute ago left it behind
     os.utime(upload / "data", (stale, stale))
     assert mirror_probe.live_uploads(tmp_path) == 0
@@ -95,9 +103,7 @@ def test_an_abandoned_upload_does_not_hold_the_settle_to_its_deadline(tmp_path):
 
 def test_a_fresh_upload_is_alive_even_before_its_first_byte(tmp_path):
     # distribution writes `startedat` first; the fetch may start a moment later.
-    upload = tmp_path / REPOS / "library/alpine/_uploads/u1"
-    upload.mkdir(parents=True)
-    (upload / "startedat").write_text("2026-11-28T18:38:02Z")
+    an_upload(tmp_path, "startedat", b"2026-11-28T18:38:02Z")
     assert mirror_probe.live_uploads(tmp_path) == 1
     assert mirror_probe.live_uploads(tmp_path / "elsewhere") == 0
 
@@ -118,12 +124,10 @@ def test_uploads_vanishing_while_counted_are_never_an_error(tmp_path):
             shutil.rmtree(upload)
             n += 1
 
-    thread = threading.Thread(target=churn)
-    thread.start()
-    try:
-        for _ in range(300):  # a glob-based walk raised FileNotFoundError 17 times in 300 here
-            # No error; and at most one upload per repository listing can be seen alive.
-            assert 0 <= mirror_probe.live_uploads(tmp_path) <= 5
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    with in_background(churn):
+        try:
+            for _ in range(300):  # a glob-based walk raised FileNotFoundError 17 times in 300 here
+                # No error; and at most one upload per repository listing can be seen alive.
+                assert 0 <= mirror_probe.live_uploads(tmp_path) <= 5
+        finally:
+            stop.set()
