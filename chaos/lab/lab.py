@@ -24,10 +24,10 @@ from pathlib import Path
 import requests
 
 from chaos.clients.engines import ENGINES
+from chaos.clients.skopeo_engine import HINT as SKOPEO_HINT
 from chaos.errors import EnvironmentProblem, UsageError
 from chaos.lab import layout
 from chaos.lab.accounts import Accounts, Repo
-from chaos.clients.skopeo_engine import HINT as SKOPEO_HINT
 from chaos.lab.dockerd import LabDockerd
 from chaos.lab.dockerd import can_run as dockerd_can_run
 from chaos.lab.layout import LabPaths, LabState
