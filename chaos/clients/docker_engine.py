@@ -49,7 +49,7 @@ import docker.errors
 import requests
 import urllib3.exceptions
 
-from chaos.clients.error_map import classify, docker_message
+from chaos.clients.error_map import classify, docker_message, unquote_log_value
 from chaos.clients.result import HUB, MIRROR, TIMEOUT, Attempt, PullResult, PushResult, with_final_error
 from chaos.errors import EnvironmentProblem
 from chaos.reference import ImageReference
@@ -369,7 +369,7 @@ class _DaemonLog:
                 continue
             fallback = self._NEXT.search(line)
             if fallback and found and found[-1][1] is None:
-                found[-1][1] = _unquote(fallback.group(1))
+                found[-1][1] = unquote_log_value(fallback.group(1))
         attempts = []
         for index, (url, error) in enumerate(found):
             last = index == len(found) - 1
@@ -432,13 +432,6 @@ def _api_error_text(response: requests.Response) -> str:
 
 def _explanation(exc: docker.errors.APIError) -> str:
     return str(exc.explanation or exc)
-
-
-def _unquote(text: str) -> str:
-    try:
-        return json.loads(f'"{text}"')
-    except ValueError:
-        return text
 
 
 def _size(path: Path | None) -> int:

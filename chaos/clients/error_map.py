@@ -16,6 +16,7 @@ first rule that matches wins, most specific first.
 
 from __future__ import annotations
 
+import json
 import re
 
 from chaos.clients.registry_http import DENIED, TOOMANYREQUESTS, UNAUTHORIZED, errcode_text
@@ -54,6 +55,14 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 # primary's (Hub's) error is what decides, as in dockerd, which reports only
 # the last endpoint's error.
 _MIRRORS_ALSO_FAILED = re.compile(r"\(Mirrors also failed: \[.*\]\):\s*", re.DOTALL)
+
+
+def unquote_log_value(text: str) -> str:
+    """A quoted value of a Go (logrus) log line, `msg="..."`, as plain text."""
+    try:
+        return json.loads(f'"{text}"')
+    except ValueError:
+        return text
 
 
 def primary_error(text: str) -> str:

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from chaos.clients.error_map import classify, docker_message, primary_error
+from chaos.clients.error_map import classify, docker_message, primary_error, unquote_log_value
 from chaos.clients.registry_http import TOOMANYREQUESTS
 from chaos.clients.result import HUB, MIRROR, TIMEOUT, Attempt, PullResult, PushResult, with_final_error
 from chaos.errors import EnvironmentProblem, UsageError
@@ -240,7 +240,7 @@ class SkopeoEngine:
                 continue
             failed = _FAILED.search(line)
             if failed and tried and tried[-1][0] == failed.group(1):
-                tried[-1][1] = _unquote(failed.group(2))
+                tried[-1][1] = unquote_log_value(failed.group(2))
         attempts = []
         for index, (location, error) in enumerate(tried):
             endpoint = MIRROR if self.mirror_host and location.startswith(self.mirror_host + "/") else HUB
@@ -255,16 +255,9 @@ class SkopeoEngine:
 def _fatal_text(log: str) -> str:
     found = _FATAL.findall(log)
     if found:
-        return _unquote(found[-1])
+        return unquote_log_value(found[-1])
     lines = [line for line in log.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "skopeo failed without a message"
-
-
-def _unquote(text: str) -> str:
-    try:
-        return json.loads(f'"{text}"')
-    except ValueError:
-        return text
 
 
 def _bytes_in(folder: Path) -> int:

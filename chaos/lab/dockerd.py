@@ -25,16 +25,14 @@ import ctypes
 import json
 import os
 import shutil
-import signal
 import socket
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from chaos.errors import EnvironmentProblem
 from chaos.lab.layout import LabPaths
-from chaos.lab.process import ManagedProcess, group_alive, require_binary
+from chaos.lab.process import ManagedProcess, require_binary, stop_group
 
 READY_DEADLINE_S = 30.0
 _HINT = "engine docker cannot run: install the Debian package docker.io (apt-get install docker.io), or use --engine builtin"
@@ -138,7 +136,8 @@ def cleanup(data_root: Path, exec_root: Path | None, *, containerd_pid: int | No
     if containerd_pid is None:
         containerd_pid = _containerd_pid(exec_root)
     if containerd_pid and exec_root is not None and _mentions(containerd_pid, str(exec_root)):
-        _kill_group(containerd_pid)
+        # dockerd starts containerd with setsid: it leads a group of its own.
+        stop_group(containerd_pid)
     roots = [Path(data_root)] + ([Path(exec_root)] if exec_root else [])
     for mount_point in mounts_under(roots):
         _umount(mount_point)
@@ -186,20 +185,6 @@ def _mentions(pid: int, text: str) -> bool:
         return text in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
-
-
-def _kill_group(pid: int) -> None:
-    # dockerd starts containerd with setsid: it leads a group of its own.
-    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        end = time.monotonic() + wait_s
-        while time.monotonic() < end and group_alive(pid):
-            time.sleep(0.05)
-        if not group_alive(pid):
-            return
 
 
 def _api_answers(path: Path) -> bool:

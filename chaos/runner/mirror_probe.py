@@ -92,6 +92,9 @@ def live_uploads(storage: Path, idle_s: float = UPLOAD_IDLE_S) -> int:
     # vanished (it ignores listing errors), and so does every stat here.
     newest: dict[str, float] = {}  # upload folder -> newest mtime of its files
     for dirpath, dirnames, filenames in os.walk(storage / _REPOS):
+        # Polled every 50 ms at each step's end: skip the link trees (one folder
+        # per manifest and layer), where no upload ever is.
+        dirnames[:] = [d for d in dirnames if d not in ("_manifests", "_layers")]
         parts = Path(dirpath).parts
         if "_uploads" not in parts:
             continue

@@ -180,8 +180,7 @@ class Runner:
     def snapshot(self, *, settle: bool = False) -> mirror_probe.MirrorSnapshot | None:
         if not self.lab.mirror_url:
             return None
-        storage = Path(self.lab.mirror_storage) if self.lab.mirror_storage else None
-        return mirror_probe.snapshot(self.lab.mirror_url, storage, settle=settle)
+        return mirror_probe.snapshot(self.lab.mirror_url, self._mirror_storage, settle=settle)
 
     def events_since(self, step_name: str) -> list[dict]:
         """Every tap event since the named step started ("start": since the run began)."""
@@ -215,9 +214,13 @@ class Runner:
         events, self._cursor = self._drain(self._cursor)
         return events
 
+    @property
+    def _mirror_storage(self) -> Path | None:
+        """The mirror's storage folder, when it is ours to read (the lab's, or a target's given one)."""
+        return Path(self.lab.mirror_storage) if self.lab.mirror_storage else None
+
     def _wait_for_quiet_lab(self) -> None:
-        storage = Path(self.lab.mirror_storage) if self.lab.mirror_storage else None
-        wait_for_quiet(lambda: self.control.health().get("in_flight", 0), storage)
+        wait_for_quiet(lambda: self.control.health().get("in_flight", 0), self._mirror_storage)
 
     def _clear_faults(self) -> None:
         """A fault must never outlive its run, whatever ended the run."""
