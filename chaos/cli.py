@@ -224,7 +224,7 @@ def pull(image, mirror_url, user, password, proxy_url, ca_file, lab_dir, live, t
     and skopeo bound the whole pull."""
     from chaos.clients.engines import make_engine
     from chaos.lab.layout import LabPaths, LabState
-    from chaos.reference import parse_reference
+    from chaos.vocab.reference import parse_reference
 
     ref = parse_reference(image)
     state_file = LabPaths(lab_dir).state_file

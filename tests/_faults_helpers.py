@@ -2,7 +2,7 @@
 clock, a spec maker and the endpoints the matching tests use."""
 
 from chaos.faults.spec import parse_fault_spec
-from chaos.proxy.classify import Endpoint
+from chaos.vocab.endpoints import Endpoint
 
 NOW = 1_000_000.0
 

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from chaos.clients.builtin import BuiltinClient
-from chaos.clients.result import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
-from chaos.reference import parse_reference
+from chaos.vocab.codes import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
+from chaos.vocab.reference import parse_reference
 from tests._fake_registry import (
     FakeRegistry,
     ForwardProxy,

@@ -18,7 +18,7 @@ from chaos.errors import EnvironmentProblem
 from chaos.lab.dockerd import LabDockerd
 from chaos.lab.layout import LabPaths
 from chaos.lab.ports import free_port
-from chaos.reference import parse_reference
+from chaos.vocab.reference import parse_reference
 
 MIRROR = "http://127.0.0.1:49485"
 LIST_DIGEST = "sha256:13ae8669ff15d1ca105b33f6ce90d1136c0e70cba2a3b37c24c35e75f780f643"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chaos.clients.error_map import UNKNOWN, classify, docker_message, primary_error
-from chaos.reference import parse_reference
+from chaos.vocab.reference import parse_reference
 
 SKOPEO_DENIED = (
     "initializing source docker://alice/private-app:1.0: (Mirrors also failed: [127.0.0.1:49485/alice/private-app:1.0: "

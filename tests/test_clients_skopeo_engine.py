@@ -14,7 +14,7 @@ import pytest
 
 from chaos.clients.skopeo_engine import SkopeoEngine, _fatal_text, auth_file, registries_conf
 from chaos.lab.ports import free_port
-from chaos.reference import parse_reference
+from chaos.vocab.reference import parse_reference
 from tests.lab_helpers import processes_mentioning
 
 # Lines as skopeo 1.9.3 --debug wrote them during a private pull, logged out.

@@ -21,7 +21,7 @@ from chaos.clients.pusher import push
 from chaos.lab.dockerd import mounts_under
 from chaos.lab.lab import Lab
 from chaos.proxy.control_client import ControlClient
-from chaos.reference import parse_reference
+from chaos.vocab.reference import parse_reference
 from chaos.scenario.model import LabSpec, SeedImage, User
 from tests.lab_helpers import listening, processes_mentioning
 

@@ -6,8 +6,8 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from chaos.faults.auth_deny import AuthDeny
-from chaos.faults.base import FaultSpecError, parse_fault_spec
+from chaos.faults.kinds.auth_deny import AuthDeny
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
 from chaos.faults.registry import kinds
 from chaos.proxy.addon import HubChaos
 

@@ -2,8 +2,8 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from chaos.faults.bandwidth import Bandwidth
-from chaos.faults.base import FaultSpecError, parse_fault_spec
+from chaos.faults.kinds.bandwidth import Bandwidth
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
 
 
 @pytest.mark.parametrize("rate, expected", [(500, 500.0), (0.5, 0.5), (50_000, 50_000.0)])

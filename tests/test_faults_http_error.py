@@ -4,8 +4,8 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from chaos.faults.base import FaultSpecError, parse_fault_spec
-from chaos.faults.http_error import HttpError
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
+from chaos.faults.kinds.http_error import HttpError
 from chaos.faults.registry import kinds
 from chaos.proxy.addon import HubChaos
 

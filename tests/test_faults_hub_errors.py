@@ -5,9 +5,7 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 
 from chaos.faults.hub_errors import (
-    ERROR_CODE,
     NO_DETAIL,
-    RATE_LIMIT_MESSAGE,
     balancer_page,
     bearer_challenge,
     default_error,
@@ -17,7 +15,9 @@ from chaos.faults.hub_errors import (
     registry_error,
     token_error,
 )
-from chaos.proxy.classify import Endpoint
+from chaos.vocab.codes import ERROR_CODE
+from chaos.vocab.codes import HUB_RATE_LIMIT_MESSAGE as RATE_LIMIT_MESSAGE
+from chaos.vocab.endpoints import Endpoint
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from chaos.clients.builtin import BuiltinClient
-from chaos.clients.result import DIGEST_MISMATCH
+from chaos.vocab.codes import DIGEST_MISMATCH
 from chaos.lab.lab import Lab
 from chaos.proxy.control_client import ControlClient
-from chaos.reference import parse_reference
+from chaos.vocab.reference import parse_reference
 from chaos.scenario.model import LabSpec, SeedImage
 from tests.lab_helpers import processes_mentioning
 

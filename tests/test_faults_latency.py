@@ -4,8 +4,9 @@ import time
 import pytest
 from mitmproxy.test import tflow
 
-from chaos.faults.base import FaultSpecError, Lifetime, parse_fault_spec
-from chaos.faults.latency import Latency
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
+from chaos.faults.lifetime import Lifetime
+from chaos.faults.kinds.latency import Latency
 
 
 @pytest.mark.parametrize(

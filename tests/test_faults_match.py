@@ -1,7 +1,7 @@
 import pytest
 
 from chaos.faults.match import Match
-from chaos.proxy.classify import Endpoint
+from chaos.vocab.endpoints import Endpoint
 from tests._faults_helpers import CONNECT, MANIFEST
 
 

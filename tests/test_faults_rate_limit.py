@@ -5,11 +5,12 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from chaos.faults.base import FaultSet, FaultSpecError, parse_fault_spec
-from chaos.faults.rate_limit import RateLimit, token_subject
+from chaos.faults.faultset import FaultSet
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
+from chaos.faults.kinds.rate_limit import RateLimit, token_subject
 from chaos.faults.registry import kinds
 from chaos.proxy.addon import HubChaos
-from chaos.proxy.classify import Endpoint
+from chaos.vocab.endpoints import Endpoint
 
 MANIFEST = "https://registry-1.docker.io/v2/library/redis/manifests/7"
 BLOB = "https://registry-1.docker.io/v2/library/redis/blobs/sha256:" + "ab" * 32

@@ -1,7 +1,7 @@
 from mitmproxy import http
 from mitmproxy.test import tflow
 
-from chaos.faults.refuse import Refuse
+from chaos.faults.kinds.refuse import Refuse
 
 
 def connect_flow():

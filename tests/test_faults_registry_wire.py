@@ -29,7 +29,7 @@ from chaos.lab.auth_service import make_server
 from chaos.lab.registry_config import hub_config, write_config
 from chaos.lab.tokens import TokenSigner
 from chaos.proxy.control_client import ControlClient
-from chaos.reference import parse_reference
+from chaos.vocab.reference import parse_reference
 
 pytestmark = pytest.mark.lab
 
@@ -37,7 +37,7 @@ MITMDUMP = Path(sys.executable).with_name("mitmdump")
 ADDON = Path(__file__).resolve().parents[1] / "addons" / "hub_chaos.py"
 # Imported by mitmdump next to the addon so the kinds are registered whether or
 # not the registry already discovers them on its own.
-KIND_MODULES = ("chaos.faults.http_error", "chaos.faults.auth_deny", "chaos.faults.rate_limit")
+KIND_MODULES = ("chaos.faults.kinds.http_error", "chaos.faults.kinds.auth_deny", "chaos.faults.kinds.rate_limit")
 REGISTRY = "https://registry-1.docker.io"
 TOKEN_URL = "https://auth.docker.io/token"
 SERVICE = "registry.docker.io"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from chaos.clients.result import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
+from chaos.vocab.codes import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
 from chaos.images.push import (
     PushError,
     RegistryHTTPError,

@@ -23,7 +23,6 @@ from chaos.images.synth import (
     InvalidImageSpec,
     build_image,
     build_index,
-    parse_size,
 )
 
 KIB = 1024
@@ -210,58 +209,6 @@ def test_index_child_equals_the_single_platform_image():
     alone = build_image("library/test", "1", 64 * KIB, seed="x", platform="linux/arm/v7")
     assert index.images[0] == alone
     assert json.loads(index.index.data)["manifests"][0]["platform"]["variant"] == "v7"
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (1024, 1024),
-        (0, 0),
-        ("1024", 1024),
-        ("10B", 10),
-        ("5MB", 5_000_000),
-        ("5mb", 5_000_000),
-        ("5M", 5_000_000),
-        ("2kB", 2000),
-        ("512KiB", 512 * 1024),
-        ("3MiB", 3 * 1024**2),
-        ("1GiB", 1024**3),
-        ("1.5 GB", 1_500_000_000),
-        (" 0.5KiB ", 512),
-        ("2TB", 2 * 1000**4),
-    ],
-)
-def test_parse_size_reads_decimal_and_binary_units(text, expected):
-    assert parse_size(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("junk", "says"),
-    [
-        ("", "expected a number"),
-        ("MB", "expected a number"),
-        ("-5MB", "expected a number"),
-        ("5 apples", "unknown unit 'apples'"),
-        ("5XB", "unknown unit 'XB'"),
-        ("1,5MB", "expected a number"),
-        ("5 M B", "expected a number"),
-        (-1, "must not be negative"),
-        (True, "expected a number of bytes"),
-        (1.5, "expected a number of bytes"),
-        (None, "expected a number of bytes"),
-    ],
-)
-def test_parse_size_rejects_junk_with_a_message_quoting_it(junk, says):
-    with pytest.raises(ValueError, match="invalid size") as caught:
-        parse_size(junk)
-    assert says in str(caught.value)
-    assert repr(junk) in str(caught.value)
-
-
-@given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["KiB", "MiB", "kB", "MB"]))
-def test_parse_size_multiplies_whole_numbers_exactly(number, unit):
-    multiplier = {"KiB": 1024, "MiB": 1024**2, "kB": 1000, "MB": 1000**2}[unit]
-    assert parse_size(f"{number}{unit}") == number * multiplier
 
 
 @pytest.mark.parametrize(

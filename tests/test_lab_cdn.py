@@ -13,10 +13,10 @@ import pytest
 import requests
 
 from chaos.clients.builtin import BuiltinClient
-from chaos.clients.result import NETWORK
+from chaos.vocab.codes import NETWORK
 from chaos.lab.lab import Lab
 from chaos.proxy.control_client import ControlClient
-from chaos.reference import parse_reference
+from chaos.vocab.reference import parse_reference
 from chaos.scenario.model import LabSpec, SeedImage, User
 from tests.lab_helpers import listening, processes_mentioning
 

@@ -8,7 +8,7 @@ import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow
 
-from chaos.lab.cdn_service import URL_TTL_S, blob_path, check_signature
+from chaos.proxy.cdn_urls import URL_TTL_S, blob_path, check_signature
 from chaos.proxy.addon import HubChaos
 from chaos.proxy.cdn_redirect import PROBE, PROBE_RANGE, CdnRedirect
 

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from chaos.errors import EnvironmentProblem, UsageError
-from chaos.faults.base import DuplicateFault, FaultSet, UnknownFault
+from chaos.faults.faultset import DuplicateFault, FaultSet, UnknownFault
 from chaos.proxy.control_api import ControlServer, parse_control_address
 from chaos.proxy.control_client import ControlClient
 from chaos.proxy.tap import EVENT_FIELDS, EventTap

@@ -25,26 +25,18 @@ import tenacity
 from chaos import __version__
 from chaos.clients.registry_http import (
     CHUNK_BYTES,
-    DENIED,
-    UNAUTHORIZED,
     EndpointClient,
     RegistryFailure,
-    errcode_text,
     network_failure,
     read_bounded,
 )
-from chaos.clients.result import (
-    BAD_RESPONSE,
-    DIGEST_MISMATCH,
-    HUB,
-    MIRROR,
-    Attempt,
-    PullResult,
-)
+from chaos.vocab.codes import BAD_RESPONSE, DENIED, DIGEST_MISMATCH, MANIFEST_UNKNOWN, NAME_UNKNOWN, UNAUTHORIZED, errcode_text
+from chaos.vocab.hub import REGISTRY_URL
+from chaos.vocab.names import HUB, MIRROR
+from chaos.vocab.results import Attempt, PullResult
 from chaos.errors import UsageError
-from chaos.reference import ImageReference
+from chaos.vocab.reference import ImageReference
 
-DOCKER_HUB_URL = "https://registry-1.docker.io"
 # Says who is pulling in registry and proxy logs.
 USER_AGENT = f"hub-chaos/{__version__} (builtin: docker-daemon mirror emulation)"
 
@@ -56,8 +48,6 @@ IMAGE_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
 INDEX_TYPES = (DOCKER_MANIFEST_LIST, OCI_INDEX)
 ACCEPT = ", ".join(IMAGE_TYPES + INDEX_TYPES)
 
-MANIFEST_UNKNOWN = "MANIFEST_UNKNOWN"
-NAME_UNKNOWN = "NAME_UNKNOWN"
 MAX_MANIFEST_BYTES = 4 << 20  # distribution's own limit on manifest bodies
 PROGRESS_INTERVAL_S = 0.25
 _DIGEST_RE = re.compile(r"^(sha256|sha384|sha512):[a-f0-9]+$")
@@ -123,7 +113,7 @@ class BuiltinClient:
         self,
         *,
         mirror_url: str | None,
-        hub_url: str = DOCKER_HUB_URL,
+        hub_url: str = REGISTRY_URL,
         proxy_url: str | None = None,
         ca_file: str | None = None,
         credentials: tuple[str, str] | None = None,

@@ -50,13 +50,14 @@ import requests
 import urllib3.exceptions
 
 from chaos.clients.error_map import classify, docker_message, unquote_log_value
-from chaos.clients.result import HUB, MIRROR, TIMEOUT, Attempt, PullResult, PushResult, with_final_error
+from chaos.vocab.names import HUB, MIRROR
+from chaos.vocab.codes import TIMEOUT
+from chaos.vocab.hub import DAEMON_HUB_NAMES, INDEX_SERVER
+from chaos.vocab.results import Attempt, PullResult, PushResult, with_final_error
 from chaos.errors import EnvironmentProblem
-from chaos.reference import ImageReference
+from chaos.vocab.reference import ImageReference
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-INDEX_SERVER = "https://index.docker.io/v1/"  # where `docker login` logs in for Docker Hub
-HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "docker.io")
 PROGRESS_INTERVAL_S = 0.25
 
 # Logins that succeeded, per daemon: like `docker login`, done once and then
@@ -400,7 +401,7 @@ def _endpoint_name(url: str, mirror_url: str | None) -> str:
     netloc = urlsplit(url).netloc
     if mirror_url and netloc == urlsplit(mirror_url).netloc:
         return MIRROR
-    if netloc in HUB_HOSTS:
+    if netloc in DAEMON_HUB_NAMES:
         return HUB
     return url
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from chaos.clients.builtin import BuiltinClient
-from chaos.clients.result import PullResult, PushResult
+from chaos.vocab.results import PullResult, PushResult
 from chaos.errors import UsageError
 from chaos.lab.layout import LabPaths, LabState
-from chaos.reference import ImageReference
+from chaos.vocab.reference import ImageReference
 
 ENGINES = ("builtin", "docker", "skopeo")
 

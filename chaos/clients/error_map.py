@@ -19,14 +19,21 @@ from __future__ import annotations
 import json
 import re
 
-from chaos.clients.registry_http import DENIED, TOOMANYREQUESTS, UNAUTHORIZED, errcode_text
-from chaos.clients.result import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
-from chaos.reference import ImageReference
-
-MANIFEST_UNKNOWN = "MANIFEST_UNKNOWN"
-NAME_UNKNOWN = "NAME_UNKNOWN"
-UNSUPPORTED = "UNSUPPORTED"
-UNKNOWN = "UNKNOWN"  # distribution's errcode for an error nobody classified
+from chaos.vocab.codes import (
+    BAD_RESPONSE,
+    DENIED,
+    DIGEST_MISMATCH,
+    MANIFEST_UNKNOWN,
+    NAME_UNKNOWN,
+    NETWORK,
+    TIMEOUT,
+    TOOMANYREQUESTS,
+    UNAUTHORIZED,
+    UNKNOWN,
+    UNSUPPORTED,
+    errcode_text,
+)
+from chaos.vocab.reference import ImageReference
 
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (code, re.compile(pattern, re.IGNORECASE))

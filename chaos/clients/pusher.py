@@ -11,10 +11,10 @@ import time
 
 import requests
 
-from chaos.clients.result import PushResult
+from chaos.vocab.results import PushResult
 from chaos.images.push import PushError, push_image
 from chaos.images.synth import build_image
-from chaos.reference import ImageReference
+from chaos.vocab.reference import ImageReference
 
 
 def push(

@@ -24,31 +24,15 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import requests
 import urllib3.exceptions
 
-from chaos.clients.result import BAD_RESPONSE, NETWORK, TIMEOUT
+from chaos.vocab.codes import BAD_RESPONSE, NETWORK, TIMEOUT
 from chaos.errors import ChaosError
-
-UNAUTHORIZED = "UNAUTHORIZED"
-DENIED = "DENIED"
-TOOMANYREQUESTS = "TOOMANYREQUESTS"
+from chaos.vocab.codes import DENIED, MESSAGES, TOOMANYREQUESTS, UNAUTHORIZED, errcode_text
 
 MAX_REDIRECTS = 5
 MAX_SMALL_BODY_BYTES = 1 << 20  # error bodies and token answers
 CHUNK_BYTES = 64 * 1024
 # Docker never trusts a token for less than a minute, whatever expires_in says.
 MIN_TOKEN_LIFETIME_S = 60.0
-
-# Default messages of distribution's errcode registry, for bodies that name no message.
-_DEFAULT_MESSAGES = {
-    "UNAUTHORIZED": "authentication required",
-    "DENIED": "requested access to the resource is denied",
-    "MANIFEST_UNKNOWN": "manifest unknown",
-    "BLOB_UNKNOWN": "blob unknown to registry",
-    "NAME_UNKNOWN": "repository name not known to registry",
-    "TOOMANYREQUESTS": "too many requests",
-    "UNSUPPORTED": "The operation is unsupported.",
-    "UNAVAILABLE": "service unavailable",
-    "UNKNOWN": "unknown error",
-}
 
 
 class RegistryFailure(ChaosError):
@@ -245,14 +229,9 @@ def _errors_from_body(body: bytes) -> list[tuple[str, str]]:
             code = item["code"].upper()
             message = item.get("message")
             if not isinstance(message, str) or not message:
-                message = _DEFAULT_MESSAGES.get(code, code.lower())
+                message = MESSAGES.get(code, code.lower())
             pairs.append((code, message))
     return pairs
-
-
-def errcode_text(code: str, message: str) -> str:
-    """distribution's errcode.Error.Error(): `manifest unknown: manifest unknown`."""
-    return f"{code.lower().replace('_', ' ')}: {message}"
 
 
 def failure_from_response(
@@ -281,17 +260,17 @@ def failure_from_response(
                 break
     errors = _errors_from_body(body) if 400 <= status < 500 else []
     if scope_error == "insufficient_scope":
-        code, message = DENIED, description or _DEFAULT_MESSAGES[DENIED]
+        code, message = DENIED, description or MESSAGES[DENIED]
     elif scope_error == "invalid_token":
-        code, message = UNAUTHORIZED, description or _DEFAULT_MESSAGES[UNAUTHORIZED]
+        code, message = UNAUTHORIZED, description or MESSAGES[UNAUTHORIZED]
     elif errors:
         code, message = errors[0]
     elif status == 401:
-        code, message = UNAUTHORIZED, description or _DEFAULT_MESSAGES[UNAUTHORIZED]
+        code, message = UNAUTHORIZED, description or MESSAGES[UNAUTHORIZED]
     elif status == 404 and not_found_code:
-        code, message = not_found_code, _DEFAULT_MESSAGES.get(not_found_code, "not found")
+        code, message = not_found_code, MESSAGES.get(not_found_code, "not found")
     elif status == 429:
-        code, message = TOOMANYREQUESTS, _DEFAULT_MESSAGES[TOOMANYREQUESTS]
+        code, message = TOOMANYREQUESTS, MESSAGES[TOOMANYREQUESTS]
     else:
         reason = f"{status} {response.reason}".strip()
         return RegistryFailure(
@@ -530,7 +509,7 @@ def _token_failure(response: requests.Response, body: bytes, url: str) -> Regist
             pass
         if isinstance(details, str) and details and failure.registry_message in (
             None,
-            _DEFAULT_MESSAGES[UNAUTHORIZED],
+            MESSAGES[UNAUTHORIZED],
         ):
             failure = RegistryFailure(
                 UNAUTHORIZED,

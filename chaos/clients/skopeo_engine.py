@@ -41,11 +41,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from chaos.clients.error_map import classify, docker_message, primary_error, unquote_log_value
-from chaos.clients.registry_http import TOOMANYREQUESTS
-from chaos.clients.result import HUB, MIRROR, TIMEOUT, Attempt, PullResult, PushResult, with_final_error
+from chaos.vocab.names import HUB, MIRROR
+from chaos.vocab.codes import TIMEOUT, TOOMANYREQUESTS
+from chaos.vocab.hub import REGISTRY_URL
+from chaos.vocab.results import Attempt, PullResult, PushResult, with_final_error
 from chaos.errors import EnvironmentProblem, UsageError
 from chaos.lab.process import require_binary
-from chaos.reference import ImageReference
+from chaos.vocab.reference import ImageReference
 
 HINT = "engine skopeo cannot run: install the Debian package skopeo (apt-get install skopeo), or use --engine builtin"
 _TRYING = re.compile(r'msg="Trying to access \\"([^"\\]+)\\""')
@@ -244,7 +246,7 @@ class SkopeoEngine:
         attempts = []
         for index, (location, error) in enumerate(tried):
             endpoint = MIRROR if self.mirror_host and location.startswith(self.mirror_host + "/") else HUB
-            url = f"{self.mirror_url}" if endpoint == MIRROR else "https://registry-1.docker.io"
+            url = f"{self.mirror_url}" if endpoint == MIRROR else REGISTRY_URL
             if index == len(tried) - 1 and error is None:
                 attempts.append(Attempt(endpoint, url, ok))
             else:

@@ -20,7 +20,7 @@ from chaos.faults.lifetime import Lifetime
 from chaos.faults.registry import kinds
 from chaos.faults.spec import Counters, FaultSpec
 from chaos.faults.triggers import TriggerState
-from chaos.proxy.classify import Endpoint
+from chaos.vocab.endpoints import Endpoint
 
 
 class DuplicateFault(UsageError):

@@ -9,47 +9,28 @@ when its backends are gone the load balancer in front of it answers an HTML page
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from mitmproxy import http
 from mitmproxy.net.http import status_codes
 
-from chaos.lab.registry_config import HUB_REALM
-from chaos.lab.tokens import HUB_SERVICE
-from chaos.proxy.classify import Endpoint, classify
+from chaos.vocab.codes import (
+    BLOB_UNKNOWN,
+    DENIED,
+    HUB_RATE_LIMIT_MESSAGE,
+    MANIFEST_UNKNOWN,
+    MESSAGES,
+    NAME_UNKNOWN,
+    TOOMANYREQUESTS,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    UNKNOWN,
+    UNSUPPORTED,
+)
+from chaos.vocab.endpoints import Endpoint, classify
+from chaos.vocab.hub import TOKEN_REALM, TOKEN_SERVICE
 
 JSON = "application/json"
-
-UNAUTHORIZED = "UNAUTHORIZED"
-DENIED = "DENIED"
-MANIFEST_UNKNOWN = "MANIFEST_UNKNOWN"
-BLOB_UNKNOWN = "BLOB_UNKNOWN"
-NAME_UNKNOWN = "NAME_UNKNOWN"
-TOOMANYREQUESTS = "TOOMANYREQUESTS"
-UNSUPPORTED = "UNSUPPORTED"
-UNAVAILABLE = "UNAVAILABLE"
-UNKNOWN = "UNKNOWN"
-
-# distribution's errcode messages, which Hub sends unchanged.
-MESSAGES = {
-    UNAUTHORIZED: "authentication required",
-    DENIED: "requested access to the resource is denied",
-    MANIFEST_UNKNOWN: "manifest unknown",
-    BLOB_UNKNOWN: "blob unknown to registry",
-    NAME_UNKNOWN: "repository name not known to registry",
-    UNSUPPORTED: "The operation is unsupported.",
-    UNAVAILABLE: "service unavailable",
-    UNKNOWN: "unknown error",
-}
-RATE_LIMIT_MESSAGE = (
-    "You have reached your pull rate limit. You may increase the limit by "
-    "authenticating and upgrading: https://www.docker.com/increase-rate-limit"
-)
-MESSAGES[TOOMANYREQUESTS] = RATE_LIMIT_MESSAGE
-
-ERROR_CODE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
-"""UPPER_SNAKE, as every distribution and OCI error code is spelt."""
 
 NO_DETAIL = object()
 """error_document() leaves the `detail` key out (Hub's 429 body has none)."""
@@ -76,7 +57,7 @@ def pull_scope(repository: str) -> str:
 
 def bearer_challenge(scope: str | None = None, error: str | None = None) -> str:
     """Hub's WWW-Authenticate value: realm and service, then scope and error when given."""
-    value = f'Bearer realm="{HUB_REALM}",service="{HUB_SERVICE}"'
+    value = f'Bearer realm="{TOKEN_REALM}",service="{TOKEN_SERVICE}"'
     if scope:
         value += f',scope="{scope}"'
     if error:
@@ -105,7 +86,7 @@ def default_error(status: int, endpoint: Endpoint) -> tuple[str, str, Any]:
     if status == 405:
         return UNSUPPORTED, MESSAGES[UNSUPPORTED], None
     if status == 429:
-        return TOOMANYREQUESTS, RATE_LIMIT_MESSAGE, None
+        return TOOMANYREQUESTS, HUB_RATE_LIMIT_MESSAGE, None
     if status == 503:
         return UNAVAILABLE, MESSAGES[UNAVAILABLE], None
     return UNKNOWN, MESSAGES[UNKNOWN], None

@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from chaos.proxy.classify import Endpoint
+from chaos.vocab.endpoints import Endpoint
 
 
 @dataclass(frozen=True)
@@ -20,14 +20,14 @@ class Match:
 
     A CONNECT carries only a host, so a fault narrowed by endpoint, method or
     repository never matches one: it leaves tunnels up and acts per request.
-    `endpoints` takes the kinds from chaos.proxy.classify.KINDS plus
+    `endpoints` takes the kinds from chaos.vocab.endpoints.KINDS plus
     manifest_tag and manifest_digest ("manifest" matches both). `clients` takes
     client IP addresses, globs ("127.0.0.*") or CIDRs ("127.0.0.0/30").
     """
 
     roles: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()  # host names or globs ("*.docker.io")
-    endpoints: tuple[str, ...] = ()  # chaos.proxy.classify.ENDPOINT_SELECTORS
+    endpoints: tuple[str, ...] = ()  # chaos.vocab.endpoints.ENDPOINT_SELECTORS
     methods: tuple[str, ...] = ()
     repository: str | None = None  # glob: "library/*"
     clients: tuple[str, ...] = ()

@@ -1,8 +1,7 @@
 """Fault kinds by name. Each kind's module registers itself with `@register`.
 
 The built-in kinds are found, not listed: on first lookup every module of the
-chaos.faults package is imported (except the framework's own modules), so a
-new kind is one new file. A module that fails to import is skipped and its
+chaos.faults.kinds package is imported, so a new kind is one new file there. A module that fails to import is skipped and its
 error kept in `load_errors()` (and logged): one broken kind must not take the
 others down.
 
@@ -20,10 +19,7 @@ from typing import Mapping
 
 log = logging.getLogger(__name__)
 
-PACKAGE = "chaos.faults"
-_FRAMEWORK_MODULES = frozenset(
-    {"base", "body", "faultset", "hooks", "kind", "lifetime", "match", "registry", "spec", "triggers"}
-)
+PACKAGE = "chaos.faults.kinds"
 
 _KINDS: dict[str, type] = {}
 _ERRORS: dict[str, str] = {}
@@ -63,7 +59,7 @@ def load_errors() -> Mapping[str, str]:
 def _import_builtin_kinds() -> None:
     package = importlib.import_module(PACKAGE)
     for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if module.name in _FRAMEWORK_MODULES or module.name.startswith("_"):
+        if module.name.startswith("_"):
             continue
         qualified = f"{PACKAGE}.{module.name}"
         try:

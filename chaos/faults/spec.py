@@ -22,7 +22,7 @@ from chaos.errors import UsageError
 from chaos.faults.match import Match
 from chaos.faults.registry import kinds
 from chaos.faults.triggers import Trigger, TriggerError, parse_trigger
-from chaos.proxy.classify import ENDPOINT_SELECTORS, ROLES
+from chaos.vocab.endpoints import ENDPOINT_SELECTORS, ROLES
 
 DEFAULT_TTL_S = 300.0
 """A fault nobody removes still ends: a crashed runner cannot leave Hub 'down' for ever."""

@@ -8,7 +8,6 @@ from chaos.images.synth import (
     SyntheticIndex,
     build_image,
     build_index,
-    parse_size,
 )
 
 __all__ = [
@@ -21,6 +20,5 @@ __all__ = [
     "SyntheticIndex",
     "build_image",
     "build_index",
-    "parse_size",
     "push_image",
 ]

@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import tenacity
 
-from chaos.clients.result import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
+from chaos.vocab.codes import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
 from chaos.errors import ChaosError
 from chaos.images.synth import Blob, SyntheticImage, SyntheticIndex
 
@@ -31,7 +31,7 @@ _RETRY_WAIT = tenacity.wait_exponential(multiplier=0.2, max=2.0)
 
 class PushError(ChaosError):
     """A push that did not complete; `code` is a registry error code (UNSUPPORTED,
-    UNAUTHORIZED, ...) or one of chaos.clients.result's NETWORK, TIMEOUT,
+    UNAUTHORIZED, ...) or one of chaos.vocab.codes' NETWORK, TIMEOUT,
     DIGEST_MISMATCH, BAD_RESPONSE, or None when the registry gave none."""
 
     def __init__(self, summary: str, *, url: str, code: str | None, message: str):

@@ -19,10 +19,10 @@ import struct
 import tarfile
 import zlib
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from functools import cached_property
 
 from chaos.errors import UsageError
+from chaos.vocab.units import parse_size
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -107,59 +107,6 @@ class SyntheticIndex:
         return self.index.digest
 
 
-def parse_size(value: int | str) -> int:
-    """Bytes from 1024, "1024", "5MB", "512KiB" or "1.5 GB".
-
-    Decimal units are powers of 1000 (kB, MB, GB, TB), binary units powers of
-    1024 (KiB, MiB, GiB, TiB), as `docker images` and `du --si` use them.
-    Fractions are truncated to whole bytes.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InvalidImageSpec(
-            f"invalid size {value!r}: expected a number of bytes or a string like '5MB'"
-        )
-    if isinstance(value, int):
-        if value < 0:
-            raise InvalidImageSpec(f"invalid size {value!r}: must not be negative")
-        return value
-    match = _SIZE.match(value)
-    if not match:
-        raise InvalidImageSpec(
-            f"invalid size {value!r}: expected a number and an optional unit "
-            f"(B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. '5MB' or '512KiB'"
-        )
-    number, unit = match.groups()
-    multiplier = _UNITS.get(unit.lower())
-    if multiplier is None:
-        raise InvalidImageSpec(
-            f"invalid size {value!r}: unknown unit {unit!r} "
-            f"(expected B, kB, MB, GB, TB, KiB, MiB, GiB or TiB)"
-        )
-    try:
-        return int(Decimal(number) * multiplier)
-    except InvalidOperation:  # pragma: no cover - the regex admits only plain decimals
-        raise InvalidImageSpec(f"invalid size {value!r}: {number!r} is not a number") from None
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]*)\s*$")
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-
-
 def build_image(
     name: str,
     tag: str,
@@ -175,7 +122,10 @@ def build_image(
     `media` is "docker" (schema2 media types, what Hub serves for most images)
     or "oci". Sizes too small to hold the tar headers are rounded up.
     """
-    size = parse_size(size_bytes)
+    try:
+        size = parse_size(size_bytes)
+    except ValueError as exc:
+        raise InvalidImageSpec(str(exc)) from None
     if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
         raise InvalidImageSpec(f"invalid layer count {layers!r}: need at least 1")
     types = _media_types(media)

@@ -33,15 +33,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from chaos.errors import ChaosError, UsageError
 from chaos.lab.accounts import Accounts, authenticate, granted_actions
 from chaos.lab.tokens import (
-    HUB_ISSUER,
-    HUB_SERVICE,
-    TOKEN_LIFETIME_S,
     BadScope,
     BadToken,
     Scope,
     TokenSigner,
     parse_scopes,
 )
+from chaos.vocab.hub import TOKEN_ISSUER, TOKEN_LIFETIME_S, TOKEN_SERVICE
 
 WRONG_CREDENTIALS = "incorrect username or password"
 # Refresh tokens are JWTs from the same key with an audience the registry does
@@ -157,7 +155,7 @@ class AuthService:
 
     def token_get(self, query: dict[str, list[str]], authorization: str | None) -> Reply:
         """GET /token?service=...&scope=...: Basic auth optional."""
-        if _first(query, "service") != HUB_SERVICE:
+        if _first(query, "service") != TOKEN_SERVICE:
             return _fail(400, f"unknown service {_first(query, 'service')!r}")
         accounts = self.accounts.current()
         try:
@@ -182,7 +180,7 @@ class AuthService:
 
     def token_post(self, form: dict[str, list[str]]) -> Reply:
         """POST /token, Docker's OAuth2 form: grant_type=password or refresh_token."""
-        if _first(form, "service") != HUB_SERVICE:
+        if _first(form, "service") != TOKEN_SERVICE:
             return _fail(400, f"unknown service {_first(form, 'service')!r}")
         accounts = self.accounts.current()
         grant_type = _first(form, "grant_type")
@@ -194,7 +192,7 @@ class AuthService:
         elif grant_type == "refresh_token":
             refresh_token = _first(form, "refresh_token") or ""
             try:
-                user = self.signer.verify(refresh_token, audience=REFRESH_AUDIENCE, issuer=HUB_ISSUER)["sub"]
+                user = self.signer.verify(refresh_token, audience=REFRESH_AUDIENCE, issuer=TOKEN_ISSUER)["sub"]
             except BadToken:
                 return _fail(401, "invalid refresh token")
             if user not in accounts.users:

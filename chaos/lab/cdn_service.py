@@ -17,9 +17,8 @@ Plain HTTP on loopback; the fault proxy answers for the CDN host name and
 forwards here. GET and HEAD, a single byte range (206; clients resume broken
 downloads), bodies streamed in chunks, and one log line per request.
 
-This module also owns the URL contract (blob_path, sign, signed_blob_url,
-check_signature) that the proxy addon imports: the server that checks URLs is
-the one place that says what a good URL is.
+The URL contract (what a good URL is, how it is signed) lives in
+chaos.proxy.cdn_urls, shared with the addon that mints the URLs.
 
 Run it: python -m chaos.lab.cdn_service --storage DIR --secret-file FILE --port N [--host H] [--log FILE]
 """
@@ -27,10 +26,7 @@ Run it: python -m chaos.lab.cdn_service --storage DIR --secret-file FILE --port 
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
-import hashlib
-import hmac
 import os
 import re
 import signal
@@ -41,75 +37,16 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO, TextIO
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from chaos.errors import ChaosError, UsageError
+from chaos.proxy.cdn_urls import MIN_SECRET_BYTES, check_signature, read_secret
 
-CDN_HOST = "production.cloudflare.docker.com"
-URL_TTL_S = 20 * 60  # what the redirecting addon grants, like Hub's CDN links
 CHUNK_BYTES = 256 * 1024
-MIN_SECRET_BYTES = 16
-BLOB_PREFIX = "/registry-v2/docker/registry/v2/blobs/sha256/"
 # Strict on purpose: the file path is rebuilt from these two hex groups only,
 # so nothing a client sends can name a file outside the blob store.
 _BLOB_PATH = re.compile(r"^/registry-v2/docker/registry/v2/blobs/sha256/([a-f0-9]{2})/([a-f0-9]{64})/data$")
-_DIGEST = re.compile(r"^sha256:([a-f0-9]{64})$")
-_VERIFY = re.compile(r"^([0-9]{1,12})-([A-Za-z0-9_-]{43})$")  # 43 = unpadded base64 of 32 bytes
 _RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
-
-
-# -- the URL contract ---------------------------------------------------------
-
-
-def blob_path(digest: str) -> str:
-    """The CDN path of a sha256 blob; ValueError for any other digest."""
-    match = _DIGEST.match(digest)
-    if match is None:
-        raise ValueError(f"not a sha256 digest: {digest!r}")
-    hex_digest = match.group(1)
-    return f"{BLOB_PREFIX}{hex_digest[:2]}/{hex_digest}/data"
-
-
-def sign(secret: bytes, path: str, expires: int) -> str:
-    """The `verify` query value granting GET/HEAD of `path` until unix time `expires`."""
-    mac = hmac.new(secret, f"{path}\n{expires}".encode(), hashlib.sha256).digest()
-    return f"{expires}-{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
-
-
-def signed_blob_url(
-    host: str, digest: str, secret: bytes, *, now: float | None = None, ttl_s: int = URL_TTL_S
-) -> str:
-    """The https URL a blob GET is redirected to, valid for ttl_s seconds."""
-    path = blob_path(digest)
-    expires = int(now if now is not None else time.time()) + ttl_s
-    return f"https://{host}{path}?verify={sign(secret, path, expires)}"
-
-
-def check_signature(secret: bytes, path: str, query: str, now: float) -> str | None:
-    """Why the URL (path and raw query) is not allowed, or None when it is."""
-    values = parse_qs(query, keep_blank_values=True).get("verify", [])
-    if len(values) != 1:
-        return "missing verify parameter" if not values else "more than one verify parameter"
-    match = _VERIFY.match(values[0])
-    if match is None:
-        return "malformed verify parameter"
-    expires = int(match.group(1))
-    if not hmac.compare_digest(values[0], sign(secret, path, expires)):
-        return "bad signature"
-    if expires < now:
-        return f"expired {int(now - expires)}s ago"
-    return None
-
-
-def read_secret(path: Path) -> bytes:
-    """The shared signing secret (the file's text, stripped); UsageError if unusable."""
-    try:
-        secret = Path(path).read_bytes().strip()
-    except OSError as exc:
-        raise UsageError(f"cannot read CDN secret file {str(path)!r}: {exc.strerror}") from None
-    if len(secret) < MIN_SECRET_BYTES:
-        raise UsageError(f"CDN secret file {str(path)!r} holds {len(secret)} bytes; at least {MIN_SECRET_BYTES} needed")
-    return secret
 
 
 # -- ranges -------------------------------------------------------------------

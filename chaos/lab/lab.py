@@ -26,7 +26,6 @@ import requests
 from chaos.clients.engines import ENGINES
 from chaos.clients.skopeo_engine import HINT as SKOPEO_HINT
 from chaos.errors import EnvironmentProblem, UsageError
-from chaos.lab import layout
 from chaos.lab.accounts import Accounts, Repo
 from chaos.lab.dockerd import LabDockerd
 from chaos.lab.dockerd import can_run as dockerd_can_run
@@ -38,6 +37,7 @@ from chaos.lab.seed import Seeder
 from chaos.lab.tokens import TokenSigner
 from chaos.proxy.control_client import ControlClient
 from chaos.scenario.model import LabSpec, SeedImage
+from chaos.vocab.hub import REGISTRY_URL
 
 READY_DEADLINE_S = 30.0
 _REGISTRY_BINARY_HINT = "install the Debian package docker-registry (apt-get install docker-registry)"
@@ -235,7 +235,7 @@ class Lab:
         self.state.mirror_url = f"http://127.0.0.1:{port}"
         self.state.mirror_storage = str(self.paths.mirror_storage)
         config = self.paths.mirror / "config.yml"
-        write_config(mirror_config(self.paths.mirror_storage, port, layout.HUB_URL), config)
+        write_config(mirror_config(self.paths.mirror_storage, port, REGISTRY_URL), config)
         env = {"HTTPS_PROXY": self.state.proxy_url, "SSL_CERT_FILE": str(self.paths.ca_file)}
         self._launch("mirror", [registry, "serve", str(config)], lambda: requests.get(f"{self.state.mirror_url}/v2/", timeout=1.0).ok, env)
 

@@ -7,10 +7,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-HUB_HOST = "registry-1.docker.io"
-AUTH_HOST = "auth.docker.io"
-HUB_URL = f"https://{HUB_HOST}"
-
 
 @dataclass(frozen=True)
 class LabPaths:

@@ -17,10 +17,7 @@ from pathlib import Path
 import yaml
 
 from chaos.errors import EnvironmentProblem
-from chaos.lab.tokens import HUB_ISSUER, HUB_SERVICE
-
-HUB_REALM = "https://auth.docker.io/token"
-HUB_REMOTE_URL = "https://registry-1.docker.io"
+from chaos.vocab.hub import REGISTRY_URL, TOKEN_ISSUER, TOKEN_REALM, TOKEN_SERVICE
 # Fixed rather than random: the secret signs upload state, and a registry
 # restarted mid-scenario should still accept uploads it began. Loopback only.
 HTTP_SECRET = "hub-chaos-lab-not-a-secret"
@@ -50,16 +47,16 @@ def hub_config(storage_dir: Path, port: int, cert_path: Path) -> dict:
     config["storage"]["delete"] = {"enabled": True}
     config["auth"] = {
         "token": {
-            "realm": HUB_REALM,
-            "service": HUB_SERVICE,
-            "issuer": HUB_ISSUER,
+            "realm": TOKEN_REALM,
+            "service": TOKEN_SERVICE,
+            "issuer": TOKEN_ISSUER,
             "rootcertbundle": str(cert_path),
         }
     }
     return config
 
 
-def mirror_config(storage_dir: Path, port: int, remote_url: str = HUB_REMOTE_URL) -> dict:
+def mirror_config(storage_dir: Path, port: int, remote_url: str = REGISTRY_URL) -> dict:
     """A pull-through cache of remote_url: anonymous upstream, no auth on the mirror itself."""
     config = _base_config(storage_dir, port)
     config["proxy"] = {"remoteurl": remote_url}

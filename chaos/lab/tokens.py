@@ -25,10 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from chaos.errors import ChaosError, EnvironmentProblem
+from chaos.vocab.hub import TOKEN_ISSUER, TOKEN_LIFETIME_S, TOKEN_SERVICE
 
-HUB_SERVICE = "registry.docker.io"
-HUB_ISSUER = "auth.docker.io"
-TOKEN_LIFETIME_S = 300  # Hub's expires_in
 KEY_FILE = "key.pem"
 CERT_FILE = "cert.pem"
 
@@ -183,8 +181,8 @@ class TokenSigner:
         subject: str,
         access: list[dict],
         *,
-        audience: str = HUB_SERVICE,
-        issuer: str = HUB_ISSUER,
+        audience: str = TOKEN_SERVICE,
+        issuer: str = TOKEN_ISSUER,
         expires_in: int = TOKEN_LIFETIME_S,
     ) -> str:
         """A JWT granting `access` ([{"type","name","actions"}]) to subject ("" = anonymous)."""
@@ -203,7 +201,7 @@ class TokenSigner:
         headers = {"x5c": [base64.b64encode(der).decode("ascii")]}
         return jwt.encode(claims, self.key, algorithm="ES256", headers=headers)
 
-    def verify(self, token: str, *, audience: str = HUB_SERVICE, issuer: str = HUB_ISSUER) -> dict:
+    def verify(self, token: str, *, audience: str = TOKEN_SERVICE, issuer: str = TOKEN_ISSUER) -> dict:
         """The claims of a token this signer made; BadToken if not ours, expired or misaddressed."""
         try:
             return jwt.decode(

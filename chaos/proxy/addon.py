@@ -1,7 +1,7 @@
 """HubChaos: the mitmproxy addon that routes Hub's host names to the lab, injects
 faults and records every upstream-bound request in the event tap.
 
-Hooks stay small; classification, routing, fault logic (chaos.faults.base) and
+Hooks stay small; classification, routing, fault logic (chaos.faults) and
 the API live in their own modules. Hook order for one request: requestheaders
 (classify; the faults' triggers decide; on_request; route; hold_request) ->
 responseheaders (on_response_headers; body filters chained before the counting
@@ -30,20 +30,10 @@ from typing import Any, Awaitable
 import yaml
 from mitmproxy import ctx, exceptions, http
 
-from chaos.faults.base import (
-    APPLIED,
-    ActiveFault,
-    FaultSet,
-    FaultSpec,
-    FaultSpecError,
-    FilterChain,
-    body_filters,
-    hold_request,
-    needs_hold,
-    parse_fault_spec,
-    run_hook,
-)
-from chaos.proxy.classify import Endpoint, classify
+from chaos.faults.hooks import APPLIED, FilterChain, body_filters, hold_request, needs_hold, run_hook
+from chaos.faults.faultset import ActiveFault, FaultSet
+from chaos.faults.spec import FaultSpec, FaultSpecError, parse_fault_spec
+from chaos.vocab.endpoints import Endpoint, classify
 from chaos.proxy.control_api import ControlServer, parse_control_address
 from chaos.proxy.routing import apply_route, parse_routes
 from chaos.proxy.tap import EventTap

@@ -35,9 +35,10 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 
 from chaos.errors import UsageError
-from chaos.lab.cdn_service import CDN_HOST, blob_path, read_secret, signed_blob_url
+from chaos.proxy.cdn_urls import blob_path, read_secret, signed_blob_url
+from chaos.vocab.hub import CDN_HOST
 from chaos.proxy.addon import TARGET_HOST
-from chaos.proxy.classify import classify, role_of
+from chaos.vocab.endpoints import classify, role_of
 from chaos.proxy.routing import parse_routes
 
 PROBE = "hub_chaos.cdn_probe"  # flow.metadata: digest of a blob GET sent upstream as a probe

@@ -29,13 +29,8 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from chaos.faults.base import (
-    DuplicateFault,
-    FaultSet,
-    FaultSpecError,
-    UnknownFault,
-    parse_fault_spec,
-)
+from chaos.faults.faultset import DuplicateFault, FaultSet, UnknownFault
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
 from chaos.proxy.tap import EventTap
 
 MAX_EVENTS_PER_PAGE = 10000

@@ -8,7 +8,7 @@ import requests
 import tenacity
 
 from chaos.errors import EnvironmentProblem, UsageError
-from chaos.faults.base import DuplicateFault, UnknownFault
+from chaos.faults.faultset import DuplicateFault, UnknownFault
 from chaos.proxy.tap import Page
 
 

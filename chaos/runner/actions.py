@@ -15,7 +15,7 @@ import requests
 from chaos.clients.engines import Engine, make_engine
 from chaos.clients.pusher import push
 from chaos.errors import ChaosError, UsageError
-from chaos.faults.base import UnknownFault
+from chaos.faults.faultset import UnknownFault
 from chaos.runner.checks import judge_check
 from chaos.runner.deadline import DeadlineExceeded, map_with_deadline
 from chaos.runner.expectations import Verdict, attempt_verdicts, evaluate

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from chaos.clients.result import TIMEOUT
+from chaos.vocab.codes import TIMEOUT
 from chaos.errors import ChaosError
 from chaos.lab.layout import LabState
 from chaos.proxy.control_client import ControlClient

@@ -8,7 +8,7 @@ from typing import Any
 
 from chaos.errors import BadReference, ScenarioError
 from chaos.images.synth import parse_size
-from chaos.reference import ImageReference, parse_reference
+from chaos.vocab.reference import ImageReference, parse_reference
 from chaos.scenario.marked_yaml import MarkedDict
 from chaos.scenario.model import Comparison
 

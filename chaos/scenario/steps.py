@@ -167,7 +167,7 @@ def _parse_check(ctx: Ctx, node: MarkedDict, line: int) -> CheckAction:
 
 
 def _parse_fault(ctx: Ctx, node: MarkedDict, line: int) -> FaultAction:
-    from chaos.faults.base import FaultSpecError, parse_fault_spec
+    from chaos.faults.spec import FaultSpecError, parse_fault_spec
 
     value = node["fault"]
     if not isinstance(value, MarkedDict):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from chaos.faults.base import FaultKind, Lifetime
+from chaos.faults.kind import FaultKind
+from chaos.faults.lifetime import Lifetime
 from chaos.faults.registry import register
 
 

@@ -38,11 +38,13 @@ from typing import Any, Callable
 import jwt
 from mitmproxy import http
 
-from chaos.faults.base import FaultKind, FaultSpecError
-from chaos.faults.hub_errors import RATE_LIMIT_MESSAGE, TOOMANYREQUESTS, endpoint_of, error_document, json_response
+from chaos.faults.kind import FaultKind
+from chaos.faults.spec import FaultSpecError
+from chaos.faults.hub_errors import endpoint_of, error_document, json_response
+from chaos.vocab.codes import HUB_RATE_LIMIT_MESSAGE, TOOMANYREQUESTS
+from chaos.vocab.hub import RATE_LIMIT_WINDOW_S
 from chaos.faults.registry import register
 
-HUB_WINDOW_S = 21600  # six hours, Hub's window
 IDENTITIES = ("auto", "client", "user")
 ANONYMOUS = "anonymous"
 # Idle identities are forgotten when this many are tracked, so a fault left on
@@ -58,7 +60,7 @@ class RateLimit(FaultKind):
     @dataclass(frozen=True)
     class Params:
         limit: int  # pulls (manifest GETs) per window; 0 refuses every pull
-        window_s: int = HUB_WINDOW_S
+        window_s: int = RATE_LIMIT_WINDOW_S
         identity: str = "auto"  # auto | client | user
 
         def __post_init__(self) -> None:
@@ -92,7 +94,7 @@ class RateLimit(FaultKind):
             return False
         pulls = self._recent(identity)
         if len(pulls) >= self.params.limit:
-            document = error_document(TOOMANYREQUESTS, RATE_LIMIT_MESSAGE)
+            document = error_document(TOOMANYREQUESTS, HUB_RATE_LIMIT_MESSAGE)
             flow.response = json_response(flow, 429, document, self._headers(identity, 0))
             return True
         stamp = self.clock()

@@ -1,6 +1,6 @@
 import pytest
 
-from chaos.proxy.classify import ENDPOINT_SELECTORS, KINDS, Endpoint, classify, role_of
+from chaos.vocab.endpoints import ENDPOINT_SELECTORS, KINDS, Endpoint, classify, role_of
 
 DIGEST = "sha256:" + "ab" * 32
 HEX = "ab" * 32

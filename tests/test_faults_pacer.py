@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from chaos.proxy.pacer import ReadPacer, TokenBucket
+from chaos.faults.pacer import ReadPacer, TokenBucket
 
 
 class Clock:

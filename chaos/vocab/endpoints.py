@@ -1,4 +1,4 @@
-"""Name what a request is for: which Hub service (role) and which registry endpoint (kind).
+"""Name what a request to Docker Hub is for: which Hub service (role) and which registry endpoint (kind).
 
 Faults match on these names and the event tap reports them, so a scenario can
 say "fail manifest GETs for library/*" without knowing URL shapes.
@@ -10,10 +10,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-REGISTRY_HOST = "registry-1.docker.io"
-AUTH_HOST = "auth.docker.io"
-CDN_HOST = "production.cloudflare.docker.com"
-_CDN_SUFFIX = ".cloudflare.docker.com"
+from chaos.vocab.hub import AUTH_HOST, CDN_HOST, CDN_SUFFIX, REGISTRY_HOST
 
 ROLES = ("registry", "auth", "cdn", "other")
 KINDS = (
@@ -31,6 +28,8 @@ KINDS = (
 # Narrower names a fault may select by (match.endpoints); "manifest" matches both.
 MANIFEST_BY = ("manifest_tag", "manifest_digest")
 ENDPOINT_SELECTORS = KINDS + MANIFEST_BY
+# What `upstream:` and `tap.counts` may count: requests per kind, plus two totals.
+COUNTABLE = KINDS + ("blob_bytes", "requests")
 
 # Repository name grammar from distribution/reference: lowercase components separated by "/".
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -72,7 +71,7 @@ def role_of(host: str) -> str:
         return "registry"
     if host == AUTH_HOST:
         return "auth"
-    if host == CDN_HOST or host.endswith(_CDN_SUFFIX):
+    if host == CDN_HOST or host.endswith(CDN_SUFFIX):
         return "cdn"
     return "other"
 

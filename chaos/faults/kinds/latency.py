@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from mitmproxy import http
 
-from chaos.faults.base import FaultKind, Lifetime
+from chaos.faults.kind import FaultKind
+from chaos.faults.lifetime import Lifetime
 from chaos.faults.registry import register
 
 

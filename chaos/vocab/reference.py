@@ -12,9 +12,8 @@ import re
 from dataclasses import dataclass
 
 from chaos.errors import BadReference
-
-HUB_DOMAIN = "docker.io"
-_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+from chaos.vocab.hub import DOCKER_IO as HUB_DOMAIN
+from chaos.vocab.hub import REFERENCE_ALIASES as _HUB_ALIASES
 
 # Grammar from distribution/reference (reference.go), restricted to what Hub accepts.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from chaos.faults.base import FaultKind
+from chaos.faults.kind import FaultKind
 from chaos.faults.registry import register
 
 

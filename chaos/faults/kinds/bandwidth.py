@@ -3,8 +3,8 @@
 Units: 1 kB = 1000 bytes, so rate_kbps 500 is 500 000 bytes of body per
 second (headers are not paced). The rate holds per response, for each response
 on its own; other flows are not slowed, and nothing is buffered: the proxy
-reads from the upstream only as fast as the rate allows (chaos.proxy.pacer).
-Where the upstream connection cannot be reached (see chaos.proxy.transports)
+reads from the upstream only as fast as the rate allows (chaos.faults.pacer).
+Where the upstream connection cannot be reached (see chaos.faults.transports)
 the fault does not act, and the tap shows it did not.
 """
 
@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 from mitmproxy import http
 
-from chaos.faults.base import BodyFilter, FaultKind, ParamError, has_body
+from chaos.faults.body import BodyFilter, has_body
+from chaos.faults.kind import FaultKind
+from chaos.faults.spec import ParamError
 from chaos.faults.registry import register
-from chaos.proxy.pacer import ReadPacer
-from chaos.proxy.transports import server_transport
+from chaos.faults.pacer import ReadPacer
+from chaos.faults.transports import server_transport
 
 log = logging.getLogger(__name__)
 

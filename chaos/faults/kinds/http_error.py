@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from mitmproxy import http
 
-from chaos.faults.base import FaultKind, FaultSpecError
-from chaos.faults.hub_errors import ERROR_CODE, default_error, endpoint_of, registry_error
+from chaos.faults.kind import FaultKind
+from chaos.faults.spec import FaultSpecError
+from chaos.faults.hub_errors import default_error, endpoint_of, registry_error
+from chaos.vocab.codes import ERROR_CODE
 from chaos.faults.registry import register
 
 

@@ -18,9 +18,11 @@ from typing import Any
 
 from mitmproxy import http
 
-from chaos.faults.base import BodyFilter, CutAfter, FaultKind, Lifetime, has_body
+from chaos.faults.body import BodyFilter, CutAfter, has_body
+from chaos.faults.kind import FaultKind
+from chaos.faults.lifetime import Lifetime
 from chaos.faults.registry import register
-from chaos.proxy.transports import reset_on_close
+from chaos.faults.transports import reset_on_close
 
 
 @register

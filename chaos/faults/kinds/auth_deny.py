@@ -24,7 +24,8 @@ from urllib.parse import unquote_plus
 
 from mitmproxy import http
 
-from chaos.faults.base import FaultKind, FaultSpecError
+from chaos.faults.kind import FaultKind
+from chaos.faults.spec import FaultSpecError
 from chaos.faults.hub_errors import balancer_page, endpoint_of, token_error
 from chaos.faults.registry import register
 

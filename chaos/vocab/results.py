@@ -5,17 +5,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-# Error codes beyond the OCI/distribution registry codes (UNAUTHORIZED, DENIED,
-# MANIFEST_UNKNOWN, TOOMANYREQUESTS, UNSUPPORTED, ...): failures that happen
-# before or below the registry protocol.
-NETWORK = "NETWORK"  # refused, reset, EOF, proxy CONNECT refused
-TIMEOUT = "TIMEOUT"  # no answer before the client's deadline
-DIGEST_MISMATCH = "DIGEST_MISMATCH"  # content does not hash to its descriptor
-BAD_RESPONSE = "BAD_RESPONSE"  # an answer that is not valid registry protocol
-
-MIRROR = "mirror"
-HUB = "hub"
-
 
 @dataclass(frozen=True)
 class Attempt:

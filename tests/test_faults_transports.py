@@ -1,6 +1,6 @@
 from mitmproxy.test import taddons, tflow
 
-from chaos.proxy.transports import client_socket, reset_on_close, server_transport
+from chaos.faults.transports import client_socket, reset_on_close, server_transport
 
 
 def test_outside_a_running_proxy_there_is_nothing_to_reach():

@@ -13,7 +13,9 @@ from typing import Any
 
 from mitmproxy import http
 
-from chaos.faults.base import BodyFilter, CutAfter, FaultKind, Lifetime, has_body
+from chaos.faults.body import BodyFilter, CutAfter, has_body
+from chaos.faults.kind import FaultKind
+from chaos.faults.lifetime import Lifetime
 from chaos.faults.registry import register
 
 

@@ -12,7 +12,7 @@ Why not a relay (a loopback TCP hop that sleeps between writes)? It costs a
 second socket pair and a copy of every byte, cannot follow an HTTPS upstream's
 SNI, and mitmproxy would reuse its paced connection for the client's next,
 unthrottled request. Pausing mitmproxy's own read has none of these; its cost
-is reaching the transport through mitmproxy internals (chaos.proxy.transports).
+is reaching the transport through mitmproxy internals (chaos.faults.transports).
 
 Accuracy: bytes already read when the pause begins still flow, and the debt
 of the last chunk is never waited for. asyncio reads up to 256 KiB per socket
@@ -27,7 +27,7 @@ import asyncio
 import time
 from typing import Any, Callable
 
-from chaos.faults.base import BodyFilter
+from chaos.faults.body import BodyFilter
 
 
 MIN_READ_BYTES = 16 * 1024
