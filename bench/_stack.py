@@ -1,12 +1,19 @@
 """The benchmark's processes: a TLS hub, the blob CDN, fault proxies and fresh mirrors.
 
 Everything listens on 127.0.0.1 on ports picked at run time. Every process is
-a chaos.lab.process.ManagedProcess: its own session, a readiness check with a
+started from the lab's own launcher (chaos.lab.components: same command line,
+same clean environment, same readiness check) as a
+chaos.lab.process.ManagedProcess: its own session, a readiness check with a
 deadline, its whole group killed on stop, and a death signal should this
 process itself be killed. Stack.close() stops them all and is called from a
 finally, so Ctrl-C (and SIGTERM, see stop_on_sigterm) leave nothing behind.
 
-The fault proxy is started with the lab's own options (chaos.lab.lab.PROXY_TUNING:
+What differs from the lab is said here, as extra arguments to those launchers:
+the hub is a plain registry serving TLS (so every arm's mirror talks TLS to
+its upstream), proxies trust that hub's CA (ssl_verify_upstream_trusted_ca),
+the CDN logs its requests to a file of their own, a proxy may run under
+cProfile, and plain_mitmdump runs mitmproxy with no addon as the reference.
+The fault proxy keeps the lab's tuning (chaos.lab.components.proxy.PROXY_TUNING:
 lazy connections, streamed bodies, HTTP/1.1), so what is measured here is what
 the lab runs; `--set http2=true` measures mitmproxy's default instead.
 """
@@ -14,30 +21,30 @@ the lab runs; `--set http2=true` measures mitmproxy's default instead.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Self
 
 import requests
 
 from chaos.images.push import push_image
 from chaos.images.synth import SyntheticImage
-from chaos.lab.lab import PROXY_TUNING
-from chaos.lab.ports import free_port
-from chaos.lab.process import ManagedProcess, require_binary
-from chaos.lab.registry_config import mirror_config, push_config, write_config
-from chaos.proxy.control_client import ControlClient
+from chaos.lab.binaries import require_docker_registry
+from chaos.lab.components import cdn as lab_cdn
+from chaos.lab.components import mirror as lab_mirror
+from chaos.lab.components import proxy as lab_proxy
+from chaos.lab.components.launch import READY_DEADLINE_S, Launch, http_ok, loopback_url
+from chaos.lab.components.registry import serve_registry
+from chaos.lab.ports import free_port, free_ports
+from chaos.lab.process import ManagedProcess
+from chaos.lab.registry_config import push_config
 
 from _tls import ServerCert
-
-READY_DEADLINE_S = 30.0
-HUB_HOST = "registry-1.docker.io"
-ADDON = Path(__file__).resolve().parents[1] / "addons" / "hub_chaos.py"
 
 
 def stop_on_sigterm() -> None:
@@ -65,23 +72,22 @@ def run_in_scratch(run: Callable, args, *, prefix: str, keep: Path | None = None
             shutil.rmtree(root, ignore_errors=True)
 
 
-def mitmdump_path() -> str:
-    return require_binary(str(Path(sys.executable).with_name("mitmdump")), "run from the project's venv")
-
-
-def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    # No proxy settings from the caller's environment may leak into a child.
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER")}
-    keep.update(extra or {})
-    return keep
-
-
 @dataclass(frozen=True)
 class Proxy:
     url: str  # http://127.0.0.1:PORT (regular mode) or https://... (reverse mode)
     ca_file: Path  # the proxy's CA, for SSL_CERT_FILE
     control_url: str | None
     process: ManagedProcess
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What a fresh mirror is put in front of, and how it reaches it."""
+
+    remote_url: str
+    ca_file: Path  # SSL_CERT_FILE: the hub's CA, or the proxy's
+    https_proxy: str | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
 
 
 class Stack:
@@ -92,9 +98,9 @@ class Stack:
         # or the previous arm's) out of the figures.
         self.mirrors_root = mirrors_root or self.root / "mirrors"
         self.processes: list[ManagedProcess] = []
-        self.registry = require_binary("docker-registry", "apt-get install docker-registry")
+        self.registry = require_docker_registry()
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -105,11 +111,14 @@ class Stack:
             process.stop()
         self.processes.clear()
 
-    def start(self, name: str, argv: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None) -> ManagedProcess:
-        process = ManagedProcess(name, argv, self.root / "logs" / f"{name}.log", env=_env(env))
+    def log(self, name: str) -> Path:
+        return self.root / "logs" / f"{name}.log"
+
+    def start(self, launch: Launch) -> ManagedProcess:
+        process = launch.process()
         self.processes.append(process)
         process.start()
-        process.wait_ready(ready, READY_DEADLINE_S)
+        process.wait_ready(launch.ready, READY_DEADLINE_S)
         return process
 
     def stop(self, process: ManagedProcess) -> None:
@@ -125,66 +134,47 @@ class Stack:
         storage.mkdir(parents=True, exist_ok=True)
         config = push_config(storage, port)
         config["http"]["tls"] = {"certificate": str(cert.cert_file), "key": str(cert.key_file)}
-        path = write_config(config, self.root / "hub" / "config.yml")
-        url = f"https://127.0.0.1:{port}"
-        self.start("hub", [self.registry, "serve", str(path)],
-                   lambda: requests.get(f"{url}/v2/", timeout=1.0, verify=str(cert.ca_file)).ok)
+        url = loopback_url(port, "https")
+        self.start(serve_registry("hub", binary=self.registry, config=config, config_path=self.root / "hub" / "config.yml",
+                                  log_path=self.log("hub"), url=url, ready=http_ok(f"{url}/v2/", verify=str(cert.ca_file))))
         return url, storage
 
     def cdn(self, storage: Path) -> tuple[str, Path]:
-        """chaos.lab.cdn_service over the hub's storage; returns its URL and secret file."""
-        port = free_port()
-        secret_file = self.root / "cdn-secret"
-        secret_file.write_text(secrets.token_hex(32) + "\n")
-        url = f"http://127.0.0.1:{port}"
-        self.start("cdn", [sys.executable, "-m", "chaos.lab.cdn_service", "--storage", str(storage),
-                           "--secret-file", str(secret_file), "--port", str(port),
-                           "--log", str(self.root / "logs" / "cdn-requests.log")],
-                   lambda: requests.get(f"{url}/healthz", timeout=1.0).ok)
-        return url, secret_file
+        """The lab's blob CDN over the hub's storage; returns its URL and secret file."""
+        secret_file = lab_cdn.write_secret(self.root / "cdn-secret")
+        launch = lab_cdn.blob_cdn(port=free_port(), storage=storage, secret_file=secret_file, log_path=self.log("cdn"),
+                                  request_log=self.log("cdn-requests"))
+        self.start(launch)
+        return launch.url, secret_file
 
-    def fault_proxy(self, name: str, *, routes: str, upstream_ca: Path, cdn_secret_file: Path | None,
+    def fault_proxy(self, name: str, *, routes: Mapping[str, str], upstream_ca: Path, cdn_secret_file: Path | None,
                     extra: tuple[str, ...] = (), profile_to: Path | None = None) -> Proxy:
-        """mitmdump with addons/hub_chaos.py in regular mode, as the lab starts it."""
-        port, control_port = free_port(), free_port()
+        """The lab's fault proxy (mitmdump + addons/hub_chaos.py, regular mode), trusting the TLS hub."""
+        port, control_port = free_ports(2)
         confdir = self.root / name
-        argv = [
-            mitmdump_path(), "--quiet",
-            "--listen-host", "127.0.0.1", "--listen-port", str(port),
-            "--set", f"confdir={confdir}",
-            *PROXY_TUNING,
-            "--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}",
-            "-s", str(ADDON),
-            "--set", f"hub_routes={routes}",
-            "--set", f"hub_control=127.0.0.1:{control_port}",
-        ]
-        if cdn_secret_file is not None:
-            argv += ["--set", f"hub_cdn_secret_file={cdn_secret_file}"]
-        argv += list(extra)
+        launch = lab_proxy.fault_proxy(
+            mitmdump=lab_proxy.mitmdump_binary(), port=port, control_port=control_port, confdir=confdir,
+            routes=routes, cdn_secret_file=cdn_secret_file, log_path=self.log(name), name=name,
+            extra=("--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}", *extra),
+        )
         if profile_to is not None:
-            argv = [sys.executable, "-m", "cProfile", "-o", str(profile_to)] + argv
-        control_url = f"http://127.0.0.1:{control_port}"
-        control = ControlClient(control_url, timeout=1.0)
-        ca_file = confdir / "mitmproxy-ca-cert.pem"
-        process = self.start(name, argv, lambda: bool(control.health()) and ca_file.exists())
-        return Proxy(f"http://127.0.0.1:{port}", ca_file, control_url, process)
+            launch = replace(launch, argv=(sys.executable, "-m", "cProfile", "-o", str(profile_to), *launch.argv))
+        process = self.start(launch)
+        return Proxy(launch.url, lab_proxy.ca_file(confdir), loopback_url(control_port), process)
 
     def plain_mitmdump(self, name: str, *, mode: str, upstream_ca: Path, extra: tuple[str, ...] = ()) -> Proxy:
         """mitmdump with no addon: the reference for what mitmproxy itself costs."""
         port = free_port()
         confdir = self.root / name
-        argv = [
-            mitmdump_path(), "--quiet",
-            "--listen-host", "127.0.0.1", "--listen-port", str(port),
-            "--set", f"confdir={confdir}",
+        argv = (
+            *lab_proxy.mitmdump_argv(lab_proxy.mitmdump_binary(), port=port, confdir=confdir),
             "--mode", mode,
-            *PROXY_TUNING[2:],  # not connection_strategy: a reverse proxy has one fixed upstream
+            *lab_proxy.TRANSFER_TUNING,  # not the connection tuning: a reverse proxy has one fixed upstream
             "--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}",
             *extra,
-        ]
-        ca_file = confdir / "mitmproxy-ca-cert.pem"
-        scheme = "https" if mode.startswith("reverse:") else "http"
-        url = f"{scheme}://127.0.0.1:{port}"
+        )  # fmt: skip
+        ca_file = lab_proxy.ca_file(confdir)
+        url = loopback_url(port, "https" if mode.startswith("reverse:") else "http")
 
         def ready() -> bool:
             if not ca_file.exists():
@@ -195,21 +185,21 @@ class Stack:
                 return True  # answering TLS at all is ready
             return True
 
-        process = self.start(name, argv, ready)
+        process = self.start(Launch(name, argv, ready, self.log(name), url=url))
         return Proxy(url, ca_file, None, process)
 
-    def mirror(self, name: str, *, remote_url: str, env: dict[str, str]) -> tuple[str, ManagedProcess, Path]:
-        """A fresh pull-through mirror (empty storage) in front of remote_url."""
-        port = free_port()
+    def mirror(self, name: str, upstream: Upstream) -> tuple[str, ManagedProcess, Path]:
+        """A fresh pull-through mirror (empty storage) in front of upstream."""
         folder = self.mirrors_root / name
         shutil.rmtree(folder, ignore_errors=True)
         storage = folder / "storage"
         storage.mkdir(parents=True)
-        path = write_config(mirror_config(storage, port, remote_url), folder / "config.yml")
-        url = f"http://127.0.0.1:{port}"
-        process = self.start(f"mirror-{name}", [self.registry, "serve", str(path)],
-                             lambda: requests.get(f"{url}/v2/", timeout=1.0).ok, env)
-        return url, process, folder
+        launch = lab_mirror.pull_through_mirror(
+            binary=self.registry, port=free_port(), storage=storage, config_path=folder / "config.yml",
+            log_path=self.log(f"mirror-{name}"), remote_url=upstream.remote_url, https_proxy=upstream.https_proxy,
+            ca_file=upstream.ca_file, extra_env=upstream.extra_env, name=f"mirror-{name}",
+        )
+        return launch.url, self.start(launch), folder
 
 
 def seed(hub_url: str, ca_file: Path, repository: str, tag: str, image: SyntheticImage) -> str:

@@ -33,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chaos.images.synth import build_image  # noqa: E402
 from chaos.proxy.control_client import ControlClient  # noqa: E402
 
-from _stack import HUB_HOST, Stack, run_in_scratch, seed  # noqa: E402
+from _stack import Stack, run_in_scratch, seed  # noqa: E402
 from _tls import make_server_cert  # noqa: E402
+
+from chaos.vocab.hub import REGISTRY_HOST  # noqa: E402
 
 DELAY_MS = 200
 RATES_KBPS = (1000, 50000)
@@ -71,8 +73,8 @@ def measure_latency(control: ControlClient, proxy_url: str, ca_file: Path, count
     control.add({"name": "bench-latency", "kind": "latency", "params": {"delay_ms": DELAY_MS},
                  "match": {"endpoints": ["manifest"], "repository": "bench/delayed"}, "ttl_s": 600})
     headers = {"Accept": MANIFEST_TYPES}
-    delayed_url = f"https://{HUB_HOST}/v2/bench/delayed/manifests/latest"
-    plain_url = f"https://{HUB_HOST}/v2/bench/plain/manifests/latest"
+    delayed_url = f"https://{REGISTRY_HOST}/v2/bench/delayed/manifests/latest"
+    plain_url = f"https://{REGISTRY_HOST}/v2/bench/plain/manifests/latest"
     with _client(proxy_url, ca_file) as delayed, _client(proxy_url, ca_file) as plain:
         for _ in range(3):  # warm-up: connections, TLS, certificates
             _timed_get(delayed, delayed_url, headers=headers)
@@ -104,7 +106,7 @@ def _download(session: requests.Session, url: str) -> tuple[int, float]:
 
 def measure_bandwidth(control: ControlClient, proxy_url: str, ca_file: Path, rate_kbps: int, repository: str,
                       digest: str, runs: int) -> dict:
-    url = f"https://{HUB_HOST}/v2/{repository}/blobs/{digest}"
+    url = f"https://{REGISTRY_HOST}/v2/{repository}/blobs/{digest}"
     with _client(proxy_url, ca_file) as session:
         size, seconds = _download(session, url)  # unthrottled, also a warm-up
         unthrottled = size / seconds
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace, root: Path) -> dict:
             seed(hub_url, cert.ca_file, repository, "latest", image)
             blobs[rate] = (repository, image.layers[0].digest)
             del image
-        proxy = stack.fault_proxy("hubchaos", routes=f"registry={hub_url}", upstream_ca=cert.ca_file,
+        proxy = stack.fault_proxy("hubchaos", routes={"registry": hub_url}, upstream_ca=cert.ca_file,
                                   cdn_secret_file=None, extra=tuple(x for s in args.proxy_sets for x in ("--set", s)))
         with ControlClient(proxy.control_url, timeout=5.0) as control:
             print(f"latency: {args.requests} manifest GETs with and without a {DELAY_MS} ms fault...", flush=True)

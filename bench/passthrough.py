@@ -42,10 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chaos.images.synth import build_image, parse_size  # noqa: E402
 
 from _pull import pull  # noqa: E402
-from _stack import HUB_HOST, Stack, cpu_seconds, run_in_scratch, seed  # noqa: E402
+from _stack import Stack, Upstream, cpu_seconds, run_in_scratch, seed  # noqa: E402
 from _tls import make_server_cert  # noqa: E402
 
+from chaos.lab.components.proxy import ADDON  # noqa: E402
 from chaos.lab.process import ManagedProcess  # noqa: E402
+from chaos.vocab.hub import REGISTRY_URL  # noqa: E402
 
 ARMS = ("direct", "direct-http1", "hubchaos", "hubchaos-nocdn", "mitmdump-reverse", "hubchaos-reverse")
 REPOSITORY, TAG = "bench/big", "latest"
@@ -76,32 +78,31 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _start_arms(stack: Stack, arms: list[str], hub_url: str, hub_storage: Path, ca_file: Path,
-                sets: tuple[str, ...]) -> dict[str, tuple[str, dict[str, str]]]:
-    """For each arm, the mirror's remote URL and environment."""
+                sets: tuple[str, ...]) -> dict[str, Upstream]:
+    """For each arm, what its mirrors are put in front of."""
     hub_port = hub_url.rsplit(":", 1)[1]
-    setup: dict[str, tuple[str, dict[str, str]]] = {}
+    setup: dict[str, Upstream] = {}
     cdn_url = secret_file = None
     if "hubchaos" in arms:
         cdn_url, secret_file = stack.cdn(hub_storage)
     for arm in arms:
         if arm == "direct":
-            setup[arm] = (hub_url, {"SSL_CERT_FILE": str(ca_file)})
+            setup[arm] = Upstream(hub_url, ca_file)
         elif arm == "direct-http1":
-            setup[arm] = (hub_url, {"SSL_CERT_FILE": str(ca_file), "GODEBUG": "http2client=0"})
+            setup[arm] = Upstream(hub_url, ca_file, extra_env={"GODEBUG": "http2client=0"})
         elif arm in ("hubchaos", "hubchaos-nocdn"):
-            routes = f"registry={hub_url}" + (f",cdn={cdn_url}" if arm == "hubchaos" else "")
+            routes = {"registry": hub_url} | ({"cdn": cdn_url} if arm == "hubchaos" else {})
             extra = sets if arm == "hubchaos" else sets + ("--set", "hub_cdn_host=")
             proxy = stack.fault_proxy(arm, routes=routes, upstream_ca=ca_file,
                                       cdn_secret_file=secret_file if arm == "hubchaos" else None, extra=extra)
-            setup[arm] = (f"https://{HUB_HOST}", {"HTTPS_PROXY": proxy.url, "SSL_CERT_FILE": str(proxy.ca_file)})
+            setup[arm] = Upstream(REGISTRY_URL, proxy.ca_file, https_proxy=proxy.url)
         elif arm == "mitmdump-reverse":
             proxy = stack.plain_mitmdump(arm, mode=f"reverse:https://127.0.0.1:{hub_port}", upstream_ca=ca_file, extra=sets)
-            setup[arm] = (proxy.url, {"SSL_CERT_FILE": str(proxy.ca_file)})
+            setup[arm] = Upstream(proxy.url, proxy.ca_file)
         elif arm == "hubchaos-reverse":
             proxy = stack.plain_mitmdump(arm, mode=f"reverse:https://127.0.0.1:{hub_port}", upstream_ca=ca_file,
-                                         extra=sets + ("-s", str(Path(__file__).resolve().parents[1] / "addons" / "hub_chaos.py"),
-                                                       "--set", "hub_control="))
-            setup[arm] = (proxy.url, {"SSL_CERT_FILE": str(proxy.ca_file)})
+                                         extra=sets + ("-s", str(ADDON), "--set", "hub_control="))
+            setup[arm] = Upstream(proxy.url, proxy.ca_file)
     return setup
 
 
@@ -110,10 +111,10 @@ def _client_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _one_pull(stack: Stack, arm: str, remote_url: str, env: dict[str, str], expected_bytes: int,
+def _one_pull(stack: Stack, arm: str, upstream: Upstream, expected_bytes: int,
               concurrency: int, watched: dict[str, ManagedProcess]) -> tuple[float, dict[str, float]]:
     """One timed cold pull; returns its seconds and the CPU seconds each process spent on it."""
-    mirror_url, process, folder = stack.mirror(arm, remote_url=remote_url, env=env)
+    mirror_url, process, folder = stack.mirror(arm, upstream)
     try:
         before = {name: cpu_seconds(p) for name, p in watched.items()}
         mirror_before, client_before = cpu_seconds(process), _client_cpu()
@@ -166,8 +167,7 @@ def _measure(args: argparse.Namespace, stack: Stack, image, expected: int, cert,
         # Rotate the order each round so no arm always follows the same one.
         order = args.arms[round_no % len(args.arms):] + args.arms[:round_no % len(args.arms)]
         for arm in order:
-            remote_url, env = setup[arm]
-            seconds, cpu = _one_pull(stack, arm, remote_url, env, expected, args.concurrency, watched[arm])
+            seconds, cpu = _one_pull(stack, arm, setup[arm], expected, args.concurrency, watched[arm])
             label = "warm-up" if round_no == 0 else f"round {round_no}"
             spent = " ".join(f"{name}={value:.2f}" for name, value in cpu.items())
             print(f"  {label:8} {arm:17} {seconds:6.2f} s  {expected / seconds / 1e6:7.1f} MB/s"

@@ -72,14 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             seed(hub_url, cert.ca_file, REPOSITORY, TAG, image)
             del image
             before = set(stack.processes)
-            remote_url, env = _start_arms(stack, [args.arm], hub_url, storage, cert.ca_file, sets)[args.arm]
+            upstream = _start_arms(stack, [args.arm], hub_url, storage, cert.ca_file, sets)[args.arm]
             proxy = next(p for p in stack.processes if p not in before and p.name == args.arm)
             sampler = subprocess.Popen([py_spy, "record", "--format", "raw", "--rate", "250", "--nonblocking",
                                         "--pid", str(proxy.pid), "--output", str(args.out)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             try:
                 for _ in range(args.pulls):
-                    mirror_url, process, folder = stack.mirror(args.arm, remote_url=remote_url, env=env)
+                    mirror_url, process, folder = stack.mirror(args.arm, upstream)
                     try:
                         print(f"pull: {pull(mirror_url, REPOSITORY, TAG).seconds:.2f} s", flush=True)
                     finally:

@@ -385,11 +385,12 @@ def test_hub_tls_is_verified_against_ca_file(tmp_path, image):
 # --------------------------------------------------------------------------- progress
 
 
-def test_progress_lines_name_image_blob_and_megabytes(hub, monkeypatch):
+def test_progress_lines_name_image_blob_and_megabytes(hub, monkeypatch, caplog):
     # Report from the first chunk on (by default only pulls still running after 0.25 s report).
     monkeypatch.setattr("chaos.clients.builtin.PROGRESS_INTERVAL_S", 0.0)
-    lines: list[str] = []
-    assert client(hub, progress=lines.append).pull(ALPINE).ok
+    with caplog.at_level("INFO", logger="chaos.clients.builtin"):
+        assert client(hub).pull(ALPINE).ok
+    lines = [record.getMessage() for record in caplog.records if record.name == "chaos.clients.builtin"]
     assert lines
     pattern = re.compile(r"^library/alpine:3\.19 (config|layer) sha256:[0-9a-f]{6} \d+\.\d/\d+\.\d MB$")
     assert all(pattern.match(line) for line in lines), lines

@@ -56,9 +56,9 @@ def test_a_manifest_list_reports_the_platform_entrys_digest(tmp_path):
     assert daemon_log(tmp_path, "alice/private-app:1.0").platform_digest() is None
 
 
-def test_the_stream_gives_digest_layer_bytes_and_per_layer_progress():
-    shown = []
-    stream = _PullStream(parse_reference("postgres:16"), shown.append)
+def test_the_stream_gives_digest_layer_bytes_and_per_layer_progress(caplog):
+    stream = _PullStream(parse_reference("postgres:16"))
+    caplog.set_level("INFO", logger="chaos.clients.docker_engine")
     for line in (
         {"status": "Pulling fs layer", "progressDetail": {}, "id": "f4b5ce8cfff6"},
         {"status": "Downloading", "progressDetail": {"current": 3645, "total": 149537}, "id": "f4b5ce8cfff6"},
@@ -70,6 +70,7 @@ def test_the_stream_gives_digest_layer_bytes_and_per_layer_progress():
         stream.feed(line)
     assert stream.digest == LIST_DIGEST
     assert stream.bytes == 149537 + 941
+    shown = [record.getMessage() for record in caplog.records]
     assert shown[0] == "postgres:16 f4b5ce8cfff6: Pulling fs layer"
     assert "postgres:16 f4b5ce8cfff6: Pull complete" in shown
 
@@ -146,7 +147,7 @@ def timed_pull(engine: DockerEngine, image: str):
 
 def engine_for(daemon: LabDockerd, timeout: float) -> DockerEngine:
     return DockerEngine(docker_host=daemon.docker_host, mirror_url=daemon.mirror_url,
-                        daemon_log=daemon.paths.log("dockerd"), credentials=None, timeout=timeout, progress=None)
+                        daemon_log=daemon.paths.log("dockerd"), credentials=None, timeout=timeout)
 
 
 
@@ -219,18 +220,19 @@ def blackhole_proxy():
 
 
 @pytest.mark.lab
-def test_a_login_hub_never_answers_is_not_fatal_and_stays_inside_the_deadline(tmp_path, blackhole_proxy):
+def test_a_login_hub_never_answers_is_not_fatal_and_stays_inside_the_deadline(tmp_path, blackhole_proxy, caplog):
     # The mirror refuses connections, so the daemon goes to "Hub" through a proxy that never answers.
     unused = f"http://127.0.0.1:{free_port()}"
     daemon = LabDockerd(LabPaths(tmp_path), mirror_url=unused, proxy_url=blackhole_proxy, ca_file="/nonexistent/ca.pem")
     daemon.start()
-    shown: list[str] = []
     try:
         engine = DockerEngine(docker_host=daemon.docker_host, mirror_url=unused, daemon_log=daemon.paths.log("dockerd"),
-                              credentials=("alice", "wonderland"), timeout=4.0, progress=shown.append)
-        result, elapsed = timed_pull(engine, "alice/private-app:1.0")
+                              credentials=("alice", "wonderland"), timeout=4.0)
+        with caplog.at_level("INFO", logger="chaos.clients.docker_engine"):
+            result, elapsed = timed_pull(engine, "alice/private-app:1.0")
     finally:
         daemon.stop()
+    shown = [record.getMessage() for record in caplog.records]
     assert not result.ok and result.error_code == "TIMEOUT", result
     assert elapsed < 6
     assert any("docker login as alice got no answer" in line for line in shown), shown

@@ -18,7 +18,7 @@ LAB = LabState(
 
 
 def make(name, lab=LAB, **overrides):
-    options = {"lab": lab, "credentials": None, "timeout": 5.0, "progress": None} | overrides
+    options = {"lab": lab, "credentials": None, "timeout": 5.0} | overrides
     return make_engine(name, **options)
 
 

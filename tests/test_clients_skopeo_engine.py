@@ -32,7 +32,7 @@ def engine_for():
 
     def make(mirror_url="http://127.0.0.1:5000", proxy_url=None, timeout=10.0, credentials=None):
         engine = SkopeoEngine(mirror_url=mirror_url, proxy_url=proxy_url, ca_file=None, credentials=credentials,
-                              timeout=timeout, progress=None)
+                              timeout=timeout)
         engines.append(engine)
         return engine
 

@@ -22,7 +22,7 @@ from chaos.lab.dockerd import mounts_under
 from chaos.lab.lab import Lab
 from chaos.proxy.control_client import ControlClient
 from chaos.vocab.reference import parse_reference
-from chaos.scenario.model import LabSpec, SeedImage, User
+from chaos.language.model import LabSpec, SeedImage, User
 from tests.lab_helpers import listening, processes_mentioning
 
 pytestmark = pytest.mark.lab
@@ -112,24 +112,20 @@ def lab(tmp_path_factory):
             SeedImage(PUSH_SOURCE, 100_000, layers=1),
         ),
     )
-    lab = Lab(spec, root, engines={"docker", "skopeo"})
-    try:
-        lab.start()
-        yield lab
-    finally:
+    with Lab(spec, root, engines={"docker", "skopeo"}) as lab:
         ports = dict(lab.state.ports)
         exec_root = lab.state.docker_exec_root
-        lab.stop()
-        # Nothing left behind: no process, port, mount or socket.
-        assert not processes_mentioning(str(root))
-        assert not processes_mentioning(exec_root)
-        assert not listening(ports.values())
-        assert not mounts_under([lab.paths.dockerd_data_root])
-        assert exec_root and not Path(exec_root).exists()
+        yield lab
+    # Nothing left behind: no process, port, mount or socket.
+    assert not processes_mentioning(str(root))
+    assert not processes_mentioning(exec_root)
+    assert not listening(ports.values())
+    assert not mounts_under([lab.paths.dockerd_data_root])
+    assert exec_root and not Path(exec_root).exists()
 
 
 def pull(lab: Lab, engine_name: str, ref, credentials=None) -> Cell:
-    engine = make_engine(engine_name, lab=lab.state, credentials=credentials, timeout=TIMEOUT_S, progress=None)
+    engine = make_engine(engine_name, lab=lab.state, credentials=credentials, timeout=TIMEOUT_S)
     try:
         result = engine.pull(ref)
     finally:
@@ -161,7 +157,7 @@ def table(lab):
     # them. dockerd's takes ~50 s (it retries), so it runs beside the rest.
     cells["builtin", "push to the mirror"] = push_cell(
         push(PUSHED, target="mirror", url=state.mirror_url, size_bytes=100_000, timeout=TIMEOUT_S))
-    skopeo = make_engine("skopeo", lab=state, credentials=None, timeout=TIMEOUT_S, progress=None)
+    skopeo = make_engine("skopeo", lab=state, credentials=None, timeout=TIMEOUT_S)
     try:
         cells["skopeo", "push to the mirror"] = push_cell(skopeo.push(PUSHED, state.mirror_url, source=PUSH_SOURCE))
     finally:
@@ -169,7 +165,7 @@ def table(lab):
     docker_push: dict = {}
 
     def push_with_docker():
-        engine = make_engine("docker", lab=state, credentials=None, timeout=DOCKER_PUSH_DEADLINE_S - 10, progress=None)
+        engine = make_engine("docker", lab=state, credentials=None, timeout=DOCKER_PUSH_DEADLINE_S - 10)
         try:
             docker_push["result"] = engine.push(PUSHED, state.mirror_url, source=PUSH_SOURCE)
         except BaseException as exc:  # reported by the test that reads it

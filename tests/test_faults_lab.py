@@ -14,7 +14,7 @@ from chaos.vocab.codes import DIGEST_MISMATCH
 from chaos.lab.lab import Lab
 from chaos.proxy.control_client import ControlClient
 from chaos.vocab.reference import parse_reference
-from chaos.scenario.model import LabSpec, SeedImage
+from chaos.language.model import LabSpec, SeedImage
 from tests.lab_helpers import processes_mentioning
 
 pytestmark = pytest.mark.lab
@@ -25,13 +25,9 @@ IMAGES = [parse_reference(f"library/img{n}:1") for n in range(4)]
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults-lab")
-    lab = Lab(LabSpec(images=tuple(SeedImage(ref, 400_000) for ref in IMAGES)), root)
-    try:
-        lab.start()
+    with Lab(LabSpec(images=tuple(SeedImage(ref, 400_000) for ref in IMAGES)), root) as lab:
         yield lab
-    finally:
-        lab.stop()
-        assert not processes_mentioning(str(root))
+    assert not processes_mentioning(str(root))
 
 
 @pytest.fixture

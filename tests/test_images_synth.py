@@ -7,8 +7,6 @@ import json
 import tarfile
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from chaos.errors import UsageError
 from chaos.images.synth import (

@@ -4,6 +4,7 @@ cannot run."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import docker
@@ -11,11 +12,12 @@ import pytest
 
 from chaos.errors import EnvironmentProblem, UsageError
 from chaos.lab import dockerd as dockerd_module
-from chaos.lab.dockerd import LabDockerd, mounts_under
+from chaos.lab.components.launch import INHERITED_ENV
+from chaos.lab.dockerd import LabDockerd, dockerd_launch, mounts_under
 from chaos.lab.lab import Lab
 from chaos.lab.layout import LabPaths
 from chaos.lab.ports import free_port
-from chaos.scenario.model import LabSpec
+from chaos.language.model import LabSpec
 from tests.lab_helpers import processes_mentioning
 
 pytestmark = pytest.mark.lab
@@ -26,10 +28,44 @@ def make_daemon(root: Path) -> LabDockerd:
     return LabDockerd(LabPaths(root), mirror_url=unused, proxy_url=unused, ca_file="/nonexistent/ca.pem")
 
 
-def test_the_daemon_answers_on_its_own_socket_and_leaves_nothing_behind(tmp_path):
+def test_dockerd_launch_is_a_daemon_behind_the_mirror_reaching_hub_through_the_proxy(tmp_path, monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://users-own-proxy.invalid:3128")
+    exec_root = tmp_path / "hc-x"
+    launch = dockerd_launch(
+        binary="/usr/sbin/dockerd", config_file=tmp_path / "daemon.json", data_root=tmp_path / "root",
+        exec_root=exec_root, mirror_url="http://127.0.0.1:5000", proxy_url="http://127.0.0.1:8080",
+        ca_file="/lab/proxy/ca.pem", log_path=tmp_path / "dockerd.log",
+    )
+    assert launch.argv == (
+        "/usr/sbin/dockerd", "--debug",
+        "--config-file", str(tmp_path / "daemon.json"),
+        "--iptables=false", "--ip-masq=false", "--bridge=none",
+        "--storage-driver=vfs",
+        "--data-root", str(tmp_path / "root"),
+        "--exec-root", str(exec_root / "exec"),
+        "--pidfile", str(exec_root / "docker.pid"),
+        "-H", f"unix://{exec_root}/docker.sock",
+        "--registry-mirror", "http://127.0.0.1:5000",
+    )  # fmt: skip
+    assert launch.env["HTTPS_PROXY"] == "http://127.0.0.1:8080"
+    assert launch.env["SSL_CERT_FILE"] == "/lab/proxy/ca.pem"
+    assert set(launch.env) <= set(INHERITED_ENV) | {"HTTPS_PROXY", "SSL_CERT_FILE"}
+    assert (launch.name, launch.url) == ("dockerd", f"unix://{exec_root}/docker.sock")
+    assert launch.ready() is False  # no socket yet
+
+
+def test_the_daemon_answers_on_its_own_socket_and_leaves_nothing_behind(tmp_path, caplog):
     daemon = make_daemon(tmp_path)
     try:
-        host = daemon.start()
+        logger = logging.getLogger("chaos.lab.dockerd")
+        # On the logger itself: the CLI's handler may keep "chaos" records from the root.
+        logger.addHandler(caplog.handler)
+        try:
+            with caplog.at_level(logging.INFO, logger="chaos.lab.dockerd"):
+                host = daemon.start()
+        finally:
+            logger.removeHandler(caplog.handler)
+        assert f"starting the lab's dockerd ({host}, mirror {daemon.mirror_url})" in caplog.messages
         exec_root, data_root = daemon.exec_root, LabPaths(tmp_path).dockerd_data_root
         assert host == f"unix://{exec_root}/docker.sock"
         assert len(str(exec_root / "exec" / "containerd" / "containerd.sock.ttrpc")) < 108  # unix socket limit

@@ -16,6 +16,10 @@ import yaml
 
 from chaos.lab.accounts import Accounts, Repo
 from chaos.lab.auth_service import make_server
+from chaos.lab.components.hub import hub_registry
+from chaos.lab.components.launch import INHERITED_ENV, Launch
+from chaos.lab.components.mirror import pull_through_mirror
+from chaos.lab.components.push_registry import push_registry
 from chaos.lab.registry_config import hub_config, mirror_config, push_config, write_config
 from chaos.lab.tokens import TokenSigner
 
@@ -69,6 +73,54 @@ def test_write_config_writes_yaml_that_reads_back(tmp_path):
     config = hub_config(tmp_path / "storage", 5123, tmp_path / "cert.pem")
     path = write_config(config, tmp_path / "conf" / "hub.yml")
     assert yaml.safe_load(path.read_text()) == config
+
+
+# --- the launchers (chaos.lab.components) ---------------------------------------
+
+
+def test_hub_launcher_serves_the_hub_config_it_writes(tmp_path, monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://users-own-proxy.invalid:3128")
+    config_path = tmp_path / "hub" / "config.yml"
+    launch = hub_registry(binary="/usr/bin/docker-registry", port=5123, storage=tmp_path / "storage",
+                          cert_path=tmp_path / "keys" / "cert.pem", config_path=config_path, log_path=tmp_path / "hub.log")
+    assert (launch.name, launch.url, launch.log_path) == ("hub", "http://127.0.0.1:5123", tmp_path / "hub.log")
+    assert launch.argv == ("/usr/bin/docker-registry", "serve", str(config_path))
+    assert yaml.safe_load(config_path.read_text()) == hub_config(tmp_path / "storage", 5123, tmp_path / "keys" / "cert.pem")
+    assert set(launch.env) <= set(INHERITED_ENV)
+
+
+def test_mirror_launcher_reaches_hub_through_the_proxy_whose_ca_it_trusts(tmp_path, monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://users-own-proxy.invalid:3128")
+    config_path = tmp_path / "mirror" / "config.yml"
+    launch = pull_through_mirror(binary="docker-registry", port=5124, storage=tmp_path / "storage",
+                                 config_path=config_path, log_path=tmp_path / "mirror.log",
+                                 https_proxy="http://127.0.0.1:8080", ca_file=tmp_path / "proxy" / "ca.pem")
+    assert (launch.name, launch.url) == ("mirror", "http://127.0.0.1:5124")
+    assert launch.argv == ("docker-registry", "serve", str(config_path))
+    assert yaml.safe_load(config_path.read_text()) == mirror_config(tmp_path / "storage", 5124)
+    assert launch.env["HTTPS_PROXY"] == "http://127.0.0.1:8080"
+    assert launch.env["SSL_CERT_FILE"] == str(tmp_path / "proxy" / "ca.pem")
+    assert set(launch.env) <= set(INHERITED_ENV) | {"HTTPS_PROXY", "SSL_CERT_FILE"}
+
+
+def test_a_mirror_launched_without_a_proxy_has_none_even_if_the_caller_has_one(tmp_path, monkeypatch):
+    # bench/'s direct arms: the mirror talks TLS to the hub itself, held to HTTP/1.1.
+    monkeypatch.setenv("HTTPS_PROXY", "http://users-own-proxy.invalid:3128")
+    launch = pull_through_mirror(binary="docker-registry", port=5126, storage=tmp_path / "storage",
+                                 config_path=tmp_path / "config.yml", log_path=tmp_path / "mirror-direct.log",
+                                 remote_url="https://127.0.0.1:5443", ca_file=tmp_path / "hub-ca.pem",
+                                 extra_env={"GODEBUG": "http2client=0"}, name="mirror-direct")
+    assert launch.name == "mirror-direct"
+    assert "HTTPS_PROXY" not in launch.env
+    assert launch.env["GODEBUG"] == "http2client=0"
+    assert yaml.safe_load((tmp_path / "config.yml").read_text())["proxy"] == {"remoteurl": "https://127.0.0.1:5443"}
+
+
+def test_push_registry_launcher_serves_a_plain_registry_on_the_given_storage(tmp_path):
+    launch = push_registry(binary="docker-registry", port=5125, storage=tmp_path / "mirror-storage",
+                           config_path=tmp_path / "push-registry.yml", log_path=tmp_path / "push.log")
+    assert (launch.name, launch.url) == ("push-registry", "http://127.0.0.1:5125")
+    assert yaml.safe_load((tmp_path / "push-registry.yml").read_text()) == push_config(tmp_path / "mirror-storage", 5125)
 
 
 # --- the real binary -------------------------------------------------------------
@@ -126,6 +178,15 @@ def running_registry(config: dict, workdir: Path, ready_status: int):
             pass
         proc.wait(TIMEOUT_S)
         http.close()
+
+
+@contextmanager
+def launched(launch: Launch):
+    """A launcher's process, ready by its own readiness check, stopped on exit."""
+    with launch.process() as process:
+        process.start()
+        process.wait_ready(launch.ready, deadline_s=15)
+        yield launch.url
 
 
 @contextmanager
@@ -277,19 +338,17 @@ def stub_upstream():
 @pytest.mark.lab
 def test_blob_pushed_to_push_registry_is_served_by_the_mirror_sharing_its_storage(tmp_path):
     storage = tmp_path / "shared"
-    (tmp_path / "mirror").mkdir()
-    (tmp_path / "push").mkdir()
     http = _http()
     blob = b"pushed through the side door"
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     # A loopback stub as upstream: nothing can leave the machine.
     with stub_upstream() as (upstream, upstream_paths):
         mirror_port, push_port = _free_ports(2)
-        mirror = mirror_config(storage, mirror_port, remote_url=upstream)
-        push = push_config(storage, push_port)
-        with running_registry(push, tmp_path / "push", 200) as push_url, running_registry(
-            mirror, tmp_path / "mirror", 200
-        ) as mirror_url:
+        mirror = pull_through_mirror(binary=REGISTRY, port=mirror_port, storage=storage, remote_url=upstream,
+                                     config_path=tmp_path / "mirror" / "registry.yml", log_path=tmp_path / "mirror.log")
+        push = push_registry(binary=REGISTRY, port=push_port, storage=storage,
+                             config_path=tmp_path / "push" / "registry.yml", log_path=tmp_path / "push.log")
+        with launched(push) as push_url, launched(mirror) as mirror_url:
             refused = http.post(f"{mirror_url}/v2/alice/app/blobs/uploads/", timeout=TIMEOUT_S)
             assert refused.status_code == 405
             assert refused.json()["errors"][0]["code"] == "UNSUPPORTED"

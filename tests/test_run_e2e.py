@@ -33,18 +33,22 @@ def test_hub_down_scenario_passes_end_to_end(tmp_path, engine):
     assert journal["status"] == "completed"
     steps = {s["name"]: s for s in journal["steps"]}
     assert all(s["passed"] for s in steps.values())
-    assert steps["warm-alpine"]["inputs"]["engine"] == engine
+    assert steps["warm-alpine"]["outcome"]["details"]["engine"] == engine
     # One line per step with its verdict.
     assert result.stdout.count(" PASS ") == len(steps)
 
     # The story, read back from the journal rather than trusted from the verdicts.
-    assert steps["warm-alpine"]["outcome"]["served_by"] == "mirror"
+    def result(name):
+        (only,) = steps[name]["outcome"]["results"]
+        return only
+
+    assert result("warm-alpine")["served_by"] == "mirror"
     assert "library/alpine" in steps["cache-holds-public-images"]["mirror"]["stored_repositories"]
-    assert steps["private-pull-logged-in"]["outcome"]["served_by"] == "hub"
-    assert steps["push-to-mirror-unsupported"]["outcome"]["status"] == 405
+    assert result("private-pull-logged-in")["served_by"] == "hub"
+    assert result("push-to-mirror-unsupported")["status"] == 405
     outage_pull = steps["cached-alpine-still-pulls"]
     assert outage_pull["faults_active"] == ["hub-down"]
-    assert outage_pull["outcome"]["digest"] == steps["warm-alpine"]["outcome"]["digest"]
+    assert result("cached-alpine-still-pulls")["digest"] == result("warm-alpine")["digest"]
     assert not [e for e in outage_pull["events"] if e["kind"] == "blob" and e["bytes"]]
     refused = [e for e in steps["uncached-nginx-fails"]["events"] if e.get("fault") == "hub-down"]
     assert refused, "the tap shows the outage refusing the mirror's and the client's upstream requests"
@@ -166,7 +170,7 @@ def test_steps_choose_their_own_engine_and_the_lab_starts_what_they_need(tmp_pat
     result = run_chaos("run", str(scenario), "--run-dir", str(run_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     steps = {s["name"]: s for s in journal_of(run_dir)["steps"]}
-    assert [steps[n]["inputs"]["engine"] for n in ("warm", "by-docker", "by-skopeo")] == ["builtin", "docker", "skopeo"]
+    assert [steps[n]["outcome"]["details"]["engine"] for n in ("warm", "by-docker", "by-skopeo")] == ["builtin", "docker", "skopeo"]
     # The docker step really went through the lab's daemon.
     assert "Trying to pull" in (run_dir / "lab" / "logs" / "dockerd.log").read_text()
     assert not processes_mentioning(str(run_dir))

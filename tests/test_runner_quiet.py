@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+from chaos.clients.mirror_probe import live_uploads
 from chaos.runner.quiet import wait_for_quiet
 
 UPLOADS = "docker/registry/v2/repositories/library/alpine/_uploads"
@@ -13,7 +14,7 @@ UPLOADS = "docker/registry/v2/repositories/library/alpine/_uploads"
 
 def test_quiet_at_once_when_nothing_happens(tmp_path):
     started = time.monotonic()
-    assert wait_for_quiet(lambda: 0, tmp_path, deadline_s=2, poll_s=0.01)
+    assert wait_for_quiet(lambda: 0, lambda: live_uploads(tmp_path), deadline_s=2, poll_s=0.01)
     assert time.monotonic() - started < 0.5
 
 
@@ -25,7 +26,7 @@ def test_waits_for_requests_in_flight_to_finish():
         seen.append(next(pending, 0))
         return seen[-1]
 
-    assert wait_for_quiet(in_flight, None, deadline_s=2, poll_s=0.01)
+    assert wait_for_quiet(in_flight, lambda: 0, deadline_s=2, poll_s=0.01)
     assert seen[:5] == [2, 1, 1, 0, 0]  # two quiet readings in a row, after the busy ones
 
 
@@ -44,7 +45,7 @@ def test_waits_for_the_mirror_to_commit_an_upload_it_just_started(tmp_path):
     thread.start()
     try:
         started = time.monotonic()
-        assert wait_for_quiet(lambda: 0, tmp_path, deadline_s=3, poll_s=0.02)
+        assert wait_for_quiet(lambda: 0, lambda: live_uploads(tmp_path), deadline_s=3, poll_s=0.02)
         assert time.monotonic() - started >= 0.35
     finally:
         thread.join(timeout=5)
@@ -52,5 +53,5 @@ def test_waits_for_the_mirror_to_commit_an_upload_it_just_started(tmp_path):
 
 def test_a_request_that_never_finishes_is_bounded_by_the_deadline(tmp_path):
     started = time.monotonic()
-    assert not wait_for_quiet(lambda: 1, tmp_path, deadline_s=0.3, poll_s=0.02)
+    assert not wait_for_quiet(lambda: 1, lambda: 0, deadline_s=0.3, poll_s=0.02)
     assert time.monotonic() - started < 1.0

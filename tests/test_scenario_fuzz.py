@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from chaos.errors import ScenarioError
 from chaos.scenario.loader import parse_scenario
-from chaos.scenario.marked_yaml import load_marked_text
+from chaos.language.marked_yaml import load_marked_text
 
 KEYS = ["name", "description", "lab", "steps", "pull", "push", "check", "fault", "clear", "expect",
         "login", "users", "images", "ref", "size", "private", "kind", "match", "ok", "error", "timeout",

@@ -10,7 +10,11 @@ import pytest
 
 from chaos.errors import ScenarioError
 from chaos.scenario.loader import load_scenario
-from chaos.scenario.model import CheckAction, Comparison, FaultAction, PullAction, PushAction
+from chaos.language.model import Comparison
+from chaos.steps.kinds.check import CheckAction
+from chaos.steps.kinds.fault import FaultAction
+from chaos.steps.kinds.pull import PullAction
+from chaos.steps.kinds.push import PushAction
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -104,7 +108,7 @@ BAD = [
     ("name: t\nsteps:\n  - restart: mirorr\n", 3, "did you mean 'mirror'?"),
     ("name: t\nsteps:\n  - publish: {image: alpine:3.20, size: huge}\n", 3, "size:"),
     ("name: t\nsteps:\n  - pull: alpine\n    repeat: {times: 3, duration: 5s}\n", 4, "exactly one of times or duration"),
-    ("name: t\nsteps:\n  - fault: {name: x, kind: refuse}\n    repeat: 3\n", 4, "only pull, push, check steps repeat"),
+    ("name: t\nsteps:\n  - fault: {name: x, kind: refuse}\n    repeat: 3\n", 4, "only check, pull, push steps repeat"),
     ("name: t\nsteps:\n  - pull: alpine\n    expect: {success_rate: '>= 0.9'}\n", 4, "needs repeat"),
     ("name: t\nsteps:\n  - pull: alpine\n    repeat: 5\n    expect: {success_rate: '>= 1.5'}\n", 5, "fraction from 0 to 1"),
     ("name: t\nsteps:\n  - pull: alpine\n    expect: {within: -1s}\n", 4, "within:"),

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
@@ -38,6 +38,7 @@ from chaos.errors import UsageError
 from chaos.vocab.reference import ImageReference
 
 # Says who is pulling in registry and proxy logs.
+log = logging.getLogger(__name__)
 USER_AGENT = f"hub-chaos/{__version__} (builtin: docker-daemon mirror emulation)"
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -119,7 +120,6 @@ class BuiltinClient:
         credentials: tuple[str, str] | None = None,
         timeout: float = 30.0,
         platform: str = "linux/amd64",
-        progress: Callable[[str], None] | None = None,
         blob_attempts: int = 3,
     ):
         """mirror_url is reached directly, as Go programs never proxy loopback;
@@ -140,12 +140,11 @@ class BuiltinClient:
         self.credentials = credentials
         self.timeout = timeout
         self.platform = Platform.parse(platform)
-        self.progress = progress
         self.blob_attempts = blob_attempts
 
     def pull(self, ref: ImageReference) -> PullResult:
         started = time.monotonic()
-        run = _PullRun(ref, self.progress)
+        run = _PullRun(ref)
         attempts: list[Attempt] = []
         failure: RegistryFailure | None = None
         with requests.Session() as session:
@@ -247,24 +246,22 @@ class BuiltinClient:
 class _PullRun:
     """What one pull accumulates across endpoints: bytes and throttled progress."""
 
-    def __init__(self, ref: ImageReference, progress: Callable[[str], None] | None):
+    def __init__(self, ref: ImageReference):
         self.ref = ref
         self.label = f"{ref.repository}:{ref.tag}" if ref.tag else f"{ref.repository}@{ref.digest}"
         self.scope = f"repository:{ref.repository}:pull"
         self.bytes = 0
-        self._progress = progress
         # Quick pulls stay quiet; a pull still running after the interval reports.
         self._last_report = time.monotonic()
 
     def say(self, line: str) -> None:
-        if self._progress:
-            self._progress(line)
+        log.info(line)
 
     def blob_progress(self, kind: str, digest: str, done: int, total: int) -> None:
         now = time.monotonic()
-        if self._progress and now - self._last_report >= PROGRESS_INTERVAL_S:
+        if now - self._last_report >= PROGRESS_INTERVAL_S:
             self._last_report = now
-            self._progress(
+            log.info(
                 f"{self.label} {kind} {digest[:13]} {done / 1e6:.1f}/{max(total, 0) / 1e6:.1f} MB"
             )
 

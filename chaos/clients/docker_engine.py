@@ -34,11 +34,12 @@ response at the deadline, which makes the daemon cancel the pull.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -57,6 +58,7 @@ from chaos.vocab.results import Attempt, PullResult, PushResult, with_final_erro
 from chaos.errors import EnvironmentProblem
 from chaos.vocab.reference import ImageReference
 
+log = logging.getLogger(__name__)
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 PROGRESS_INTERVAL_S = 0.25
 
@@ -81,7 +83,6 @@ class DockerEngine:
         daemon_log: Path | None,
         credentials: tuple[str, str] | None,
         timeout: float,
-        progress: Callable[[str], None] | None,
         platform: str = "linux/amd64",
     ):
         """daemon_log: the daemon's --debug log, when it is ours to read (the
@@ -93,7 +94,6 @@ class DockerEngine:
         self.daemon_log = daemon_log
         self.credentials = credentials
         self.timeout = timeout
-        self.progress = progress
         self.platform = platform
         try:
             self.api = docker.APIClient(base_url=docker_host, version="auto", timeout=min(timeout, 10.0))
@@ -112,7 +112,7 @@ class DockerEngine:
         started = time.monotonic()
         deadline = started + self.timeout
         log_offset = _size(self.daemon_log)
-        stream = _PullStream(ref, self.progress)
+        stream = _PullStream(ref)
         error_text, timed_out = None, False
         try:
             self._remove(ref, deadline)
@@ -285,8 +285,7 @@ class DockerEngine:
             self.api.timeout = saved
 
     def _say(self, line: str) -> None:
-        if self.progress:
-            self.progress(line)
+        log.info(line)
 
     def _daemon_gone(self, exc: Exception) -> EnvironmentProblem:
         return EnvironmentProblem(f"engine docker: lost the Docker daemon at {self.docker_host}: {_first_line(exc)}")
@@ -308,9 +307,8 @@ class _PullStream:
     """What the progress stream tells: per-layer progress (shown, throttled),
     layer sizes and the digest."""
 
-    def __init__(self, ref: ImageReference, progress: Callable[[str], None] | None):
+    def __init__(self, ref: ImageReference):
         self.label = ref.familiar
-        self.progress = progress
         self.layer_sizes: dict[str, int] = {}
         self.digest: str | None = None
         self._last_report = 0.0
@@ -327,13 +325,13 @@ class _PullStream:
             self.digest = status.removeprefix("Digest: ").strip()
         if layer and status in ("Downloading", "Extracting") and isinstance(detail.get("total"), int):
             self.layer_sizes[layer] = max(self.layer_sizes.get(layer, 0), detail["total"])
-        if not self.progress or not layer:
+        if not layer:
             return
         now = time.monotonic()
         # Every state change of a layer is shown; byte counts at most every interval.
         if status not in ("Downloading", "Extracting") or now - self._last_report >= PROGRESS_INTERVAL_S:
             self._last_report = now
-            self.progress(f"{self.label} {layer}: {status} {line.get('progress', '')}".rstrip())
+            log.info(f"{self.label} {layer}: {status} {line.get('progress', '')}".rstrip())
 
 
 class _DaemonLog:

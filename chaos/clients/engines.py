@@ -2,7 +2,7 @@
 Docker daemon, skopeo) answers `pull(ref) -> PullResult` with the same meaning
 of every field, so a scenario's expectations never care which engine ran.
 
-    engine = make_engine("docker", lab=state, credentials=None, timeout=20.0, progress=print)
+    engine = make_engine("docker", lab=state, credentials=None, timeout=20.0)
     try:
         result = engine.pull(parse_reference("alpine:3.19"))
     finally:
@@ -15,7 +15,6 @@ engine cannot run on this machine; `builtin` always can.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -70,7 +69,6 @@ def make_engine(
     lab: LabState,
     credentials: tuple[str, str] | None,
     timeout: float,
-    progress: Callable[[str], None] | None,
 ) -> Engine:
     """An engine configured for `lab` (its mirror, fault proxy and CA; for docker
     its private dockerd when the lab started one, else DOCKER_HOST or the
@@ -80,7 +78,7 @@ def make_engine(
         raise UsageError(f"unknown engine {name!r} (expected one of: {', '.join(ENGINES)})")
     if timeout <= 0:
         raise UsageError(f"timeout must be positive, got {timeout!r}")
-    common = {"mirror_url": lab.mirror_url or None, "credentials": credentials, "timeout": timeout, "progress": progress}
+    common = {"mirror_url": lab.mirror_url or None, "credentials": credentials, "timeout": timeout}
     # builtin and skopeo reach Hub through the fault proxy themselves; dockerd was started with it.
     via_proxy = {"proxy_url": lab.proxy_url or None, "ca_file": lab.ca_file or None}
     if name == "builtin":

@@ -27,6 +27,7 @@ import base64
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -36,7 +37,6 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -46,10 +46,10 @@ from chaos.vocab.codes import TIMEOUT, TOOMANYREQUESTS
 from chaos.vocab.hub import REGISTRY_URL
 from chaos.vocab.results import Attempt, PullResult, PushResult, with_final_error
 from chaos.errors import EnvironmentProblem, UsageError
-from chaos.lab.process import require_binary
+from chaos.lab.binaries import require_skopeo
 from chaos.vocab.reference import ImageReference
 
-HINT = "engine skopeo cannot run: install the Debian package skopeo (apt-get install skopeo), or use --engine builtin"
+log = logging.getLogger(__name__)
 _TRYING = re.compile(r'msg="Trying to access \\"([^"\\]+)\\""')
 _FAILED = re.compile(r'msg="Accessing \\"([^"\\]+)\\" failed: ((?:[^"\\]|\\.)*)"')
 _BACKOFF = re.compile(r'msg="Too many requests to https?://([^/"]+)/')
@@ -86,20 +86,18 @@ class SkopeoEngine:
         ca_file: str | None,
         credentials: tuple[str, str] | None,
         timeout: float,
-        progress: Callable[[str], None] | None,
         platform: str = "linux/amd64",
         binary: str = "skopeo",
     ):
         parts = platform.split("/")
         if len(parts) not in (2, 3) or not all(parts):
             raise UsageError(f"invalid platform {platform!r}: expected os/architecture[/variant]")
-        self.binary = require_binary(binary, HINT)
+        self.binary = require_skopeo(binary)
         self.mirror_url = mirror_url
         self.mirror_host = urlsplit(mirror_url).netloc if mirror_url else None
         self.proxy_url = proxy_url
         self.ca_file = ca_file
         self.timeout = timeout
-        self.progress = progress
         self.platform = parts
         self.workdir = Path(tempfile.mkdtemp(prefix="hc-skopeo-"))
         self.registries_conf = self.workdir / "registries.conf"
@@ -230,8 +228,8 @@ class SkopeoEngine:
     def _forward(self, proc: subprocess.Popen, label: str) -> None:
         for raw in proc.stdout:
             line = raw.decode(errors="replace").strip()
-            if line and self.progress:
-                self.progress(f"{label} {line}")
+            if line:
+                log.info(f"{label} {line}")
 
     def _attempts(self, log: str, *, ok: bool) -> tuple[Attempt, ...]:
         tried: list[list] = []

@@ -23,20 +23,50 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from chaos.errors import EnvironmentProblem
+from chaos.lab.binaries import require_dockerd
+from chaos.lab.components.launch import READY_DEADLINE_S, Launch, clean_env
 from chaos.lab.layout import LabPaths
-from chaos.lab.process import ManagedProcess, require_binary, stop_group
+from chaos.lab.process import ManagedProcess, stop_group
 
-READY_DEADLINE_S = 30.0
-_HINT = "engine docker cannot run: install the Debian package docker.io (apt-get install docker.io), or use --engine builtin"
+log = logging.getLogger(__name__)
 _MNT_DETACH = 2
+
+
+def dockerd_launch(
+    *,
+    binary: str,
+    config_file: Path,
+    data_root: Path,
+    exec_root: Path,
+    mirror_url: str,
+    proxy_url: str,
+    ca_file: str,
+    log_path: Path,
+) -> Launch:
+    """exec_root: a short folder of its own (its API socket lives there, and
+    unix socket paths are limited to 107 bytes)."""
+    socket_path = exec_root / "docker.sock"
+    argv = (
+        binary, "--debug",
+        "--config-file", str(config_file),
+        "--iptables=false", "--ip-masq=false", "--bridge=none",
+        "--storage-driver=vfs",
+        "--data-root", str(data_root),
+        "--exec-root", str(exec_root / "exec"),
+        "--pidfile", str(exec_root / "docker.pid"),
+        "-H", f"unix://{socket_path}",
+        "--registry-mirror", mirror_url,
+    )  # fmt: skip
+    env = clean_env({"HTTPS_PROXY": proxy_url, "SSL_CERT_FILE": ca_file})
+    return Launch("dockerd", argv, lambda: _api_answers(socket_path), log_path, url=f"unix://{socket_path}", env=env)
 
 
 class LabDockerd:
@@ -47,19 +77,14 @@ class LabDockerd:
         mirror_url: str,
         proxy_url: str,
         ca_file: str,
-        env: Mapping[str, str] | None = None,
         detached: bool = False,
-        progress: Callable[[str], None] | None = None,
     ):
-        """env is the base environment (the lab's clean one); the proxy and CA
-        settings are added to it."""
+        """detached: the daemon outlives this process (`chaos lab up`)."""
         self.paths = paths
         self.mirror_url = mirror_url
         self.proxy_url = proxy_url
         self.ca_file = ca_file
-        self.env = dict(env if env is not None else {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")})
         self.detached = detached
-        self.progress = progress or (lambda message: None)
         self.process: ManagedProcess | None = None
         self.exec_root: Path | None = None
 
@@ -88,23 +113,16 @@ class LabDockerd:
         # neither change this daemon nor clash with its flags.
         config = self.paths.dockerd / "daemon.json"
         config.write_text(json.dumps({}))
-        argv = [
-            binary, "--debug",
-            "--config-file", str(config),
-            "--iptables=false", "--ip-masq=false", "--bridge=none",
-            "--storage-driver=vfs",
-            "--data-root", str(data_root),
-            "--exec-root", str(self.exec_root / "exec"),
-            "--pidfile", str(self.exec_root / "docker.pid"),
-            "-H", self.docker_host,
-            "--registry-mirror", self.mirror_url,
-        ]
-        env = {**self.env, "HTTPS_PROXY": self.proxy_url, "SSL_CERT_FILE": self.ca_file}
-        self.progress(f"starting the lab's dockerd ({self.docker_host}, mirror {self.mirror_url})")
-        self.process = ManagedProcess("dockerd", argv, self.paths.log("dockerd"), env=env, tie_to_parent=not self.detached)
+        launch = dockerd_launch(
+            binary=binary, config_file=config, data_root=data_root, exec_root=self.exec_root,
+            mirror_url=self.mirror_url, proxy_url=self.proxy_url, ca_file=self.ca_file,
+            log_path=self.paths.log("dockerd"),
+        )
+        log.info("starting the lab's dockerd (%s, mirror %s)", self.docker_host, self.mirror_url)
+        self.process = launch.process(tie_to_parent=not self.detached)
         try:
             self.process.start()
-            self.process.wait_ready(lambda: _api_answers(self.socket_path), READY_DEADLINE_S)
+            self.process.wait_ready(launch.ready, READY_DEADLINE_S)
         except BaseException:
             self.stop()
             raise
@@ -123,7 +141,7 @@ class LabDockerd:
 def can_run() -> str:
     """The dockerd binary, or EnvironmentProblem (one line) when the lab cannot
     run one here; the lab asks before it starts anything."""
-    binary = require_binary("dockerd", _HINT)
+    binary = require_dockerd()
     if os.geteuid() != 0:
         raise EnvironmentProblem("engine docker: the lab's dockerd must run as root (run as root, or use --engine builtin)")
     return binary

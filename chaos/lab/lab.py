@@ -10,77 +10,57 @@ proxy routes that host to the CDN service, which serves the hub's storage.
 
 Start order follows the dependencies: the hub, its auth service and its CDN,
 then the proxy (whose CA the mirror must trust), then the mirror. Any failure stops
-whatever already started, so a failed start leaves nothing behind.
+whatever already started, so a failed start leaves nothing behind. Each
+component's command line comes from its launcher in chaos.lab.components (the
+benchmarks start the same ones); the Lab only composes them.
+
+    with Lab(spec, root) as lab:      # started; lab.state says where everything is
+        ...
+        lab.leave_running()           # `chaos lab up`, `--keep-lab`: a normal exit keeps it
+
+Any exception out of the with-block (KeyboardInterrupt included) stops the
+lab, left running or not; `lab.stopped` tells afterwards. Progress goes to
+the "chaos.lab" loggers at INFO.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import sys
-from collections.abc import Callable, Collection
+import logging
+from collections.abc import Collection
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
-import requests
-
-from chaos.clients.engines import ENGINES
-from chaos.clients.skopeo_engine import HINT as SKOPEO_HINT
-from chaos.errors import EnvironmentProblem, UsageError
+from chaos.errors import UsageError
 from chaos.lab.accounts import Accounts, Repo
+from chaos.lab.binaries import require_docker_registry, require_skopeo
+from chaos.lab.components.auth import auth_service
+from chaos.lab.components.cdn import blob_cdn, write_secret
+from chaos.lab.components.hub import hub_registry
+from chaos.lab.components.launch import READY_DEADLINE_S, Launch, loopback_url
+from chaos.lab.components.mirror import pull_through_mirror
+from chaos.lab.components.proxy import fault_proxy, mitmdump_binary
+from chaos.lab.components.push_registry import push_registry
 from chaos.lab.dockerd import LabDockerd
 from chaos.lab.dockerd import can_run as dockerd_can_run
 from chaos.lab.layout import LabPaths, LabState
 from chaos.lab.ports import free_ports
-from chaos.lab.process import ManagedProcess, require_binary
-from chaos.lab.registry_config import hub_config, mirror_config, push_config, write_config
+from chaos.lab.process import ManagedProcess
 from chaos.lab.seed import Seeder
 from chaos.lab.tokens import TokenSigner
-from chaos.proxy.control_client import ControlClient
-from chaos.scenario.model import LabSpec, SeedImage
+from chaos.language.model import LabSpec, SeedImage
 from chaos.vocab.hub import REGISTRY_URL
+from chaos.vocab.names import ENGINES
 
-READY_DEADLINE_S = 30.0
-_REGISTRY_BINARY_HINT = "install the Debian package docker-registry (apt-get install docker-registry)"
-_ADDON = Path(__file__).resolve().parents[2] / "addons" / "hub_chaos.py"
-
-
-def _http_answers(url: str) -> bool:
-    # Any HTTP answer proves the server is up (the hub answers /v2/ with 401).
-    requests.get(url, timeout=1.0)
-    return True
-
-
-def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """A clean environment: the user's proxy settings must never leak into the lab."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER")}
-    keep.update(extra or {})
-    return keep
-
-
-# How the lab runs mitmdump besides its addon options (bench/ measures the same).
-PROXY_TUNING = (
-    # Lazy: the addon re-routes Hub's host names before anything resolves them.
-    "--set", "connection_strategy=lazy",
-    # Blobs stream through instead of being buffered whole.
-    "--set", "stream_large_bodies=256k",
-    # HTTP/1.1 to both sides: with HTTP/2 mitmproxy spends ~60% more CPU
-    # per byte (16 KB frames, h2's per-frame repr); docs/benchmarks.md.
-    # Faults then meet HTTP/1.1 clients: `reset` is a TCP RST, never an h2 stream reset.
-    "--set", "http2=false",
-)  # fmt: skip
+log = logging.getLogger(__name__)
+_PORTS = ("hub", "auth", "cdn", "proxy", "control", "mirror", "push-registry")
 
 
 class Lab:
-    def __init__(
-        self,
-        spec: LabSpec,
-        root: Path,
-        *,
-        progress: Callable[[str], None] | None = None,
-        detached: bool = False,
-        engines: Collection[str] = (),
-    ):
-        """engines: the real pull engines this lab must serve besides builtin.
+    def __init__(self, spec: LabSpec, root: Path, *, detached: bool = False, engines: Collection[str] = ()):
+        """detached: the components outlive this process (`chaos lab up`,
+        `chaos run --keep-lab`); otherwise they get SIGTERM when it dies.
+        engines: the real pull engines this lab must serve besides builtin.
         "docker" starts a private dockerd behind the mirror (its socket lands
         in state.docker_host); "skopeo" needs no process, only its binary,
         checked at start."""
@@ -91,34 +71,50 @@ class Lab:
         self.dockerd: LabDockerd | None = None
         self.spec = spec
         self.paths = LabPaths(root)
-        self.progress = progress or (lambda message: None)
-        self.detached = detached  # `chaos lab up`: children outlive this process
+        self.detached = detached
         self.components: dict[str, ManagedProcess] = {}
         self.state = LabState(root=str(root))
-        components = ("hub", "auth", "cdn", "proxy", "control", "mirror", "push-registry")
-        self._ports = dict(zip(components, free_ports(len(components))))
+        self._ports = dict(zip(_PORTS, free_ports(len(_PORTS))))
         self.signer: TokenSigner | None = None
         self.accounts: Accounts | None = None
         # How each component was launched, so `restart` starts it exactly the same way.
-        self._launch_specs: dict[str, tuple[list[str], Callable[[], bool], dict[str, str] | None]] = {}
+        self._launches: dict[str, Launch] = {}
+        self._left_running = False
+        self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Self:
         self.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if exc_type is None and self._left_running:
+            return
         self.stop()
 
+    @property
+    def stopped(self) -> bool:
+        """Whether stop() has run since the last start: nothing of this lab is left running."""
+        return self._stopped
+
+    def leave_running(self) -> None:
+        """Let a normal exit of the with-block leave the lab running (stop it
+        later with stop(), or `chaos lab down` from its lab.json); an exception
+        still stops it. Only a detached lab outlives this process."""
+        self._left_running = True
+
     def start(self) -> LabState:
-        registry = require_binary("docker-registry", _REGISTRY_BINARY_HINT)
+        self._stopped = False
+        registry = require_docker_registry()
         # Engines first: a missing one must not cost a lab start and stop.
         if "skopeo" in self.engines:
-            require_binary("skopeo", SKOPEO_HINT)
+            require_skopeo()
         if "docker" in self.engines:
             dockerd_can_run()
-        mitmdump = require_binary(_mitmdump_path(), "install hub-chaos's Python dependencies (pip install -e .)")
+        mitmdump = mitmdump_binary()
         for folder in (self.paths.logs, self.paths.hub_storage, self.paths.mirror_storage, self.paths.proxy_confdir):
             folder.mkdir(parents=True, exist_ok=True)
         try:
@@ -135,10 +131,11 @@ class Lab:
         except BaseException:
             self.stop()
             raise
-        self.progress(f"lab ready: mirror {self.state.mirror_url}, fault proxy {self.state.proxy_url}")
+        log.info("lab ready: mirror %s, fault proxy %s", self.state.mirror_url, self.state.proxy_url)
         return self.state
 
     def stop(self) -> None:
+        """Stop every component, last started first; safe to call twice."""
         if self.dockerd is not None:
             # First: it pulls through the mirror and the proxy. Its own stop also
             # removes its containerd, mounts and sockets.
@@ -149,22 +146,22 @@ class Lab:
         self.components.clear()
         if self.paths.state_file.exists():
             self.paths.state_file.unlink()
+        self._stopped = True
 
     # -- components --------------------------------------------------------
 
-    def _launch(self, name: str, argv: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None) -> None:
-        self._launch_specs[name] = (argv, ready, env)
-        process = ManagedProcess(name, argv, self.paths.log(name), env=_child_env(env), tie_to_parent=not self.detached)
-        self.components[name] = process
+    def _launch(self, launch: Launch) -> None:
+        self._launches[launch.name] = launch
+        process = launch.process(tie_to_parent=not self.detached)
+        self.components[launch.name] = process
         process.start()
-        self.state.process_groups[name] = process.pid
+        self.state.process_groups[launch.name] = process.pid
         self._save_state()  # so `lab down` and the tests can find even a half-started lab
-        process.wait_ready(ready, READY_DEADLINE_S)
+        process.wait_ready(launch.ready, READY_DEADLINE_S)
 
     def _start_hub(self, registry: str) -> None:
-        self.progress("starting lab hub (registry + auth.docker.io emulation)")
-        keys = self.paths.hub / "keys"
-        self.signer = TokenSigner.create(keys)
+        log.info("starting lab hub (registry + auth.docker.io emulation)")
+        self.signer = TokenSigner.create(self.paths.hub_keys)
         self.accounts = Accounts(
             users={u.name: u.password for u in self.spec.users},
             repositories={
@@ -173,81 +170,71 @@ class Lab:
             },
         )
         self.state.users = dict(self.accounts.users)
-        accounts_file = self.paths.hub / "accounts.json"
-        self.accounts.to_file(accounts_file)
+        self.accounts.to_file(self.paths.accounts_file)
 
         hub_port, auth_port = self._ports["hub"], self._ports["auth"]
         self.state.ports.update(hub=hub_port, auth=auth_port)
-        config = self.paths.hub / "config.yml"
-        write_config(hub_config(self.paths.hub_storage, hub_port, self.signer.cert_path), config)
-        self.state.hub_url = f"http://127.0.0.1:{hub_port}"
-        self.state.auth_url = f"http://127.0.0.1:{auth_port}"
-        self._launch("hub", [registry, "serve", str(config)], lambda: _http_answers(f"{self.state.hub_url}/v2/"))
-        self._launch(
-            "auth",
-            [sys.executable, "-m", "chaos.lab.auth_service", "--accounts", str(accounts_file),
-             "--keys", str(keys), "--host", "127.0.0.1", "--port", str(auth_port)],
-            lambda: requests.get(f"{self.state.auth_url}/healthz", timeout=1.0).ok,
+        hub = hub_registry(
+            binary=registry, port=hub_port, storage=self.paths.hub_storage, cert_path=self.signer.cert_path,
+            config_path=self.paths.hub_config, log_path=self.paths.log("hub"),
         )
+        auth = auth_service(
+            port=auth_port, accounts_file=self.paths.accounts_file, keys=self.paths.hub_keys,
+            log_path=self.paths.log("auth"),
+        )
+        self.state.hub_url, self.state.auth_url = hub.url, auth.url
+        self._launch(hub)
+        self._launch(auth)
 
     def _start_cdn(self) -> None:
-        self.progress("starting blob CDN (production.cloudflare.docker.com emulation)")
+        log.info("starting blob CDN (production.cloudflare.docker.com emulation)")
         port = self._ports["cdn"]
         self.state.ports["cdn"] = port
-        self.state.cdn_url = f"http://127.0.0.1:{port}"
-        secret_file = self.paths.cdn_secret_file
-        # Written before either reader starts; a fresh secret per lab so no URL outlives it.
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32) + "\n")
-        self._launch(
-            "cdn",
-            [sys.executable, "-m", "chaos.lab.cdn_service", "--storage", str(self.paths.hub_storage),
-             "--secret-file", str(secret_file), "--host", "127.0.0.1", "--port", str(port)],
-            lambda: requests.get(f"{self.state.cdn_url}/healthz", timeout=1.0).ok,
+        write_secret(self.paths.cdn_secret_file)
+        cdn = blob_cdn(
+            port=port, storage=self.paths.hub_storage, secret_file=self.paths.cdn_secret_file,
+            log_path=self.paths.log("cdn"),
         )
+        self.state.cdn_url = cdn.url
+        self._launch(cdn)
 
     def _start_proxy(self, mitmdump: str) -> None:
-        self.progress("starting fault proxy (mitmdump + hub_chaos addon)")
+        log.info("starting fault proxy (mitmdump + hub_chaos addon)")
         proxy_port, control_port = self._ports["proxy"], self._ports["control"]
         self.state.ports.update(proxy=proxy_port, control=control_port)
-        self.state.proxy_url = f"http://127.0.0.1:{proxy_port}"
-        self.state.control_url = f"http://127.0.0.1:{control_port}"
+        proxy = fault_proxy(
+            mitmdump=mitmdump, port=proxy_port, control_port=control_port, confdir=self.paths.proxy_confdir,
+            routes={"registry": self.state.hub_url, "auth": self.state.auth_url, "cdn": self.state.cdn_url},
+            cdn_secret_file=self.paths.cdn_secret_file, log_path=self.paths.log("proxy"),
+        )
+        self.state.proxy_url = proxy.url
+        self.state.control_url = loopback_url(control_port)
         self.state.ca_file = str(self.paths.ca_file)
-        argv = [
-            mitmdump, "--quiet",
-            "--listen-host", "127.0.0.1", "--listen-port", str(proxy_port),
-            "--set", f"confdir={self.paths.proxy_confdir}",
-            *PROXY_TUNING,
-            "-s", str(_ADDON),
-            "--set", f"hub_routes=registry={self.state.hub_url},auth={self.state.auth_url},cdn={self.state.cdn_url}",
-            # Blob GETs answer 307 to the CDN host, as Hub's do, with URLs the CDN can check.
-            "--set", f"hub_cdn_secret_file={self.paths.cdn_secret_file}",
-            "--set", f"hub_control=127.0.0.1:{control_port}",
-        ]
-        control = ControlClient(self.state.control_url, timeout=1.0)
-        self._launch("proxy", argv, lambda: control.health() and self.paths.ca_file.exists())
+        self._launch(proxy)
 
     def _start_mirror(self, registry: str) -> None:
-        self.progress("starting mirror under test (distribution, proxy mode)")
+        log.info("starting mirror under test (distribution, proxy mode)")
         port = self._ports["mirror"]
         self.state.ports["mirror"] = port
-        self.state.mirror_url = f"http://127.0.0.1:{port}"
         self.state.mirror_storage = str(self.paths.mirror_storage)
-        config = self.paths.mirror / "config.yml"
-        write_config(mirror_config(self.paths.mirror_storage, port, REGISTRY_URL), config)
-        env = {"HTTPS_PROXY": self.state.proxy_url, "SSL_CERT_FILE": str(self.paths.ca_file)}
-        self._launch("mirror", [registry, "serve", str(config)], lambda: requests.get(f"{self.state.mirror_url}/v2/", timeout=1.0).ok, env)
+        mirror = pull_through_mirror(
+            binary=registry, port=port, storage=self.paths.mirror_storage, config_path=self.paths.mirror_config,
+            log_path=self.paths.log("mirror"), remote_url=REGISTRY_URL,
+            https_proxy=self.state.proxy_url, ca_file=self.paths.ca_file,
+        )
+        self.state.mirror_url = mirror.url
+        self._launch(mirror)
 
     def _start_push_registry(self, registry: str) -> None:
-        self.progress("starting push registry (shares the mirror's storage)")
+        log.info("starting push registry (shares the mirror's storage)")
         port = self._ports["push-registry"]
         self.state.ports["push-registry"] = port
-        self.state.push_registry_url = f"http://127.0.0.1:{port}"
-        config = self.paths.root / "push-registry.yml"
-        write_config(push_config(self.paths.mirror_storage, port), config)
-        self._launch("push-registry", [registry, "serve", str(config)],
-                     lambda: requests.get(f"{self.state.push_registry_url}/v2/", timeout=1.0).ok)
+        push = push_registry(
+            binary=registry, port=port, storage=self.paths.mirror_storage,
+            config_path=self.paths.push_registry_config, log_path=self.paths.log("push-registry"),
+        )
+        self.state.push_registry_url = push.url
+        self._launch(push)
 
     def _start_dockerd(self) -> None:
         self.dockerd = LabDockerd(
@@ -255,9 +242,7 @@ class Lab:
             mirror_url=self.state.mirror_url,
             proxy_url=self.state.proxy_url,
             ca_file=self.state.ca_file,
-            env=_child_env(),
             detached=self.detached,
-            progress=self.progress,
         )
         # A failed start cleans up after itself (LabDockerd.start) and raises here.
         self.state.docker_host = self.dockerd.start()
@@ -267,19 +252,18 @@ class Lab:
         self._save_state()
 
     def _seed(self) -> None:
-        Seeder(self.state.hub_url, self.signer, seed=self.spec.seed, progress=self.progress).seed_all(self.spec.images)
+        Seeder(self.state.hub_url, self.signer, seed=self.spec.seed).seed_all(self.spec.images)
 
     # -- changes during a run -------------------------------------------------
 
     def restart(self, component: str) -> None:
         """Stop a component and start it again on the same port with the same
         configuration; raises ComponentFailed (with its log) if it will not come back."""
-        if component not in self._launch_specs:
-            raise UsageError(f"restart {component}: this lab has no {component} (it runs: {', '.join(self._launch_specs)})")
-        self.progress(f"restarting {component}")
+        if component not in self._launches:
+            raise UsageError(f"restart {component}: this lab has no {component} (it runs: {', '.join(self._launches)})")
+        log.info("restarting %s", component)
         self.components[component].stop()
-        argv, ready, env = self._launch_specs[component]
-        self._launch(component, argv, ready, env)
+        self._launch(self._launches[component])
 
     def publish(self, image: SeedImage, content_seed: str) -> str:
         """Push new content to the hub (a new image, or a tag moved to new
@@ -287,20 +271,8 @@ class Lab:
         repositories = dict(self.accounts.repositories)
         repositories[image.ref.repository] = Repo(private=image.private, readers=tuple(image.readers))
         self.accounts = Accounts(users=dict(self.accounts.users), repositories=repositories)
-        self.accounts.to_file(self.paths.hub / "accounts.json")  # the auth service reloads it
-        seeder = Seeder(self.state.hub_url, self.signer, seed=content_seed, progress=self.progress)
-        return seeder.publish(image)
+        self.accounts.to_file(self.paths.accounts_file)  # the auth service reloads it
+        return Seeder(self.state.hub_url, self.signer, seed=content_seed).publish(image)
 
     def _save_state(self) -> None:
         self.state.save(self.paths.state_file)
-
-    def seeder(self) -> Seeder:
-        return Seeder(self.state.hub_url, self.signer, seed=self.spec.seed, progress=self.progress)
-
-
-def _mitmdump_path() -> str:
-    # The addon imports chaos, so mitmdump must run from the same environment.
-    candidate = Path(sys.executable).with_name("mitmdump")
-    if candidate.exists():
-        return str(candidate)
-    raise EnvironmentProblem(f"mitmdump not found next to {sys.executable}: install hub-chaos with pip (it depends on mitmproxy)")

@@ -33,6 +33,20 @@ class LabPaths:
         return self.hub / "storage"
 
     @property
+    def hub_config(self) -> Path:
+        return self.hub / "config.yml"
+
+    @property
+    def hub_keys(self) -> Path:
+        # The token signer's key and certificate: the auth service signs, the hub trusts.
+        return self.hub / "keys"
+
+    @property
+    def accounts_file(self) -> Path:
+        # Users and repositories; the auth service re-reads it when the lab publishes.
+        return self.hub / "accounts.json"
+
+    @property
     def cdn_secret_file(self) -> Path:
         # Shared by the fault proxy (signs redirect URLs) and the CDN (checks them).
         return self.root / "cdn-secret"
@@ -44,6 +58,14 @@ class LabPaths:
     @property
     def mirror_storage(self) -> Path:
         return self.mirror / "storage"
+
+    @property
+    def mirror_config(self) -> Path:
+        return self.mirror / "config.yml"
+
+    @property
+    def push_registry_config(self) -> Path:
+        return self.root / "push-registry.yml"
 
     @property
     def proxy_confdir(self) -> Path:

@@ -2,7 +2,13 @@
 with a readiness check and a deadline, stopped with its whole process group.
 
 Shaped after mirakuru: a component that dies early is reported with the tail of
-its log, and stop() is safe to call any number of times.
+its log, stop() is safe to call any number of times, and a with-block stops
+the process however it ends:
+
+    with ManagedProcess("hub", argv, log_path) as hub:
+        hub.start()
+        hub.wait_ready(check, deadline_s=30)
+        ...
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
@@ -82,6 +89,14 @@ class ManagedProcess:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
+
+    def __enter__(self) -> Self:
+        # Not started here: the caller starts it, and may note its pid (a state
+        # file for another process to find) before waiting for it to be ready.
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import yaml
 
 from chaos.errors import EnvironmentProblem
 from chaos.vocab.hub import REGISTRY_URL, TOKEN_ISSUER, TOKEN_REALM, TOKEN_SERVICE
+
 # Fixed rather than random: the secret signs upload state, and a registry
 # restarted mid-scenario should still accept uploads it began. Loopback only.
 HTTP_SECRET = "hub-chaos-lab-not-a-secret"

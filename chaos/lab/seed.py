@@ -2,33 +2,33 @@
 
 The seeder talks to the hub registry directly on loopback (not through the
 fault proxy, so seeding never shows up in the tap) with a token it signs
-itself: the publisher's push rights, not any lab user's.
+itself: the publisher's push rights, not any lab user's. Each image it
+publishes is logged at INFO on this module's logger.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Iterable
 
 import requests
 
 from chaos.images.push import push_image
 from chaos.images.synth import build_image, build_index
 from chaos.lab.tokens import TokenSigner
-from chaos.scenario.model import SeedImage
+from chaos.language.model import SeedImage
+from chaos.vocab.units import human_bytes
 
 PUBLISHER = "hub-chaos-publisher"
-
-
-def _human(size: int) -> str:
-    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.0f} kB"
+log = logging.getLogger(__name__)
 
 
 class Seeder:
-    def __init__(self, hub_url: str, signer: TokenSigner, *, seed: str, progress: Callable[[str], None]):
+    def __init__(self, hub_url: str, signer: TokenSigner, *, seed: str):
+        """seed: what the synthetic content derives from (same seed, same digests)."""
         self.hub_url = hub_url
         self.signer = signer
         self.seed = seed
-        self.progress = progress
         self.session = requests.Session()
         self.session.trust_env = False
 
@@ -41,7 +41,7 @@ class Seeder:
 
     def publish(self, image: SeedImage) -> str:
         ref = image.ref
-        self.progress(f"seeding hub with {ref.familiar} ({_human(image.size_bytes)}, {', '.join(image.platforms)})")
+        log.info("seeding hub with %s (%s, %s)", ref.familiar, human_bytes(image.size_bytes), ", ".join(image.platforms))
         if len(image.platforms) > 1:
             content = build_index(ref.repository, ref.tag, image.size_bytes, seed=self.seed, layers=image.layers, platforms=image.platforms)
         else:

@@ -4,7 +4,7 @@ the same LabState the embedded lab writes, so the runner treats both alike."""
 from __future__ import annotations
 
 from chaos.lab.layout import LabState
-from chaos.scenario.model import Target
+from chaos.language.model import Target
 
 
 def state_for_target(target: Target) -> LabState:

@@ -1,77 +1,52 @@
-"""The run as a person reads it: one line per step with its verdict and time,
-and under a failed step what was expected against what happened."""
+"""The run as a person reads it, from its journal alone: a header, one line
+per step with its verdict and time, under a failed step what was expected
+against what happened, and a summary. `chaos run` prints it as the steps
+end; `chaos report` prints the same text from a journal.json."""
 
 from __future__ import annotations
 
-from chaos.runner.journal import Journal, StepRecord
-from chaos.scenario.model import Scenario, Step
+from chaos.journal import Journal, StepRecord
+
+_PHASE_LABEL = {"steady_state_before": "steady ", "steady_state_after": "steady ", "rollback": "rollback "}
+_MAX_ACTUAL = 200
 
 
-def describe(step: Step) -> str:
-    """What the step does, in a few words (also used by --dry-run)."""
-    a = step.action
-    if step.kind == "pull":
-        what = "pull " + ", ".join(i.familiar for i in a.images) + (f" as {a.login}" if a.login else "")
-    elif step.kind == "push":
-        what = f"push {a.image.familiar} to {a.to}"
-    elif step.kind == "fault":
-        what = f"fault {a.name} ({a.spec.get('kind')}) on"
-    elif step.kind == "clear":
-        what = "clear " + (", ".join(a.names) or "all faults")
-    elif step.kind == "wait":
-        what = f"wait {a.seconds:g}s" if a.seconds is not None else "wait until check holds"
-    elif step.kind == "restart":
-        what = f"restart {a.component}"
-    elif step.kind == "publish":
-        what = f"publish {a.image.ref.familiar} to hub"
-    else:
-        what = "check mirror"
-    if step.repeat:
-        what += f" x{step.repeat.times}" if step.repeat.times else f" for {step.repeat.duration_s:g}s"
-    return what
+def header(journal: Journal) -> str:
+    count = len(journal.plan)
+    where = journal.where
+    return f"scenario {journal.name}: {count} step{'s' if count != 1 else ''} against {where}  (run folder {journal.run_dir})"
 
 
-def _result(step: Step, record: StepRecord) -> str:
-    outcome = record.outcome
-    if "results" in outcome:
-        results = outcome["results"]
-        good = sum(1 for r in results if r.get("ok"))
-        return f" -> {good}/{len(results)} ok"
-    if step.kind not in ("pull", "push", "restart"):
-        return ""
-    if outcome.get("ok"):
-        return " -> ok" + (f" via {outcome['served_by']}" if outcome.get("served_by") else "")
-    return f" -> {outcome.get('error_code')}"
+def name_width(journal: Journal) -> int:
+    return max((len(step.name) for step in journal.plan), default=10)
 
 
-def step_line(index: int, total: int, step: Step, record: StepRecord, name_width: int = 34) -> str:
+def step_line(record: StepRecord, total: int, width: int = 34) -> str:
     verdict = "PASS" if record.passed else "FAIL"
-    width = len(str(total))
-    phase = {"steady_state_before": "steady ", "steady_state_after": "steady ", "rollback": "rollback "}.get(record.phase, "")
-    summary = phase + describe(step) + _result(step, record)
-    line = f"[{index + 1:>{width}}/{total}] {verdict}  {step.name:<{name_width}} {summary:<58} {record.seconds:6.2f}s"
+    digits = len(str(total))
+    summary = _PHASE_LABEL.get(record.phase, "") + record.description
+    result = record.outcome.get("summary") or ""
+    if result:
+        summary += f" -> {result}"
+    line = f"[{record.index + 1:>{digits}}/{total}] {verdict}  {record.name:<{width}} {summary:<58} {record.seconds:6.2f}s"
     if not record.passed:
-        for verdict_ in record.verdicts:
-            if not verdict_["ok"]:
-                line += f"\n      {verdict_['what']}: expected {verdict_['expected']!r}, got {_short(verdict_['actual'])}  ({step.loc})"
+        for failed in record.failed_verdicts:
+            line += f"\n      {failed.what}: expected {failed.expected!r}, got {_short(failed.actual)}  ({record.loc})"
         message = record.outcome.get("message")
         if message:
             line += f"\n      message: {message}"
     return line
 
 
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def summary_line(journal: Journal, journal_path: str) -> str:
+def summary_line(journal: Journal) -> str:
     total = len(journal.steps)
-    failed = len(journal.failed_steps)
-    passed = total - failed
-    names = ", ".join(dict.fromkeys(s.name for s in journal.failed_steps))
+    failed = journal.failed_steps
+    passed = total - len(failed)
+    names = ", ".join(dict.fromkeys(s.name for s in failed))
     if journal.status == "interrupted":
         verdict = "interrupted"
+    elif journal.status == "running":
+        verdict = "cut short (the run was killed before it ended)"
     elif not failed:
         verdict = "all expectations held"
     else:
@@ -80,22 +55,26 @@ def summary_line(journal: Journal, journal_path: str) -> str:
         verdict += " (the steady state did not hold after recovery)"
     if journal.error:
         verdict += f"; {journal.error}"
-    return f"{journal.scenario['name']}: {passed}/{total} steps passed in {journal.seconds:.1f}s, {verdict}\njournal: {journal_path}"
+    journal_path = f"{journal.run_dir}/journal.json" if journal.run_dir else "journal.json"
+    return f"{journal.name}: {passed}/{total} steps passed in {journal.seconds:.1f}s, {verdict}\njournal: {journal_path}"
 
 
-def plan(scenario: Scenario) -> str:
-    """--dry-run: what would happen, without starting anything."""
-    lines = [f"scenario {scenario.name} ({scenario.path})"]
-    if scenario.target:
-        lines.append(f"  target: mirror {scenario.target.mirror_url}, fault proxy control {scenario.target.control_url}")
-    else:
-        lab = scenario.lab
-        lines.append(f"  lab: {len(lab.images)} images, {len(lab.users)} users" + (", push registry" if lab.push_registry else ""))
-        for image in lab.images:
-            lines.append(f"    {image.ref.familiar:<32} {image.size_bytes / 1e6:8.1f} MB {'private' if image.private else 'public'}")
-    for title, steps in (("steady state", scenario.steady_state), ("steps", scenario.steps), ("rollback", scenario.rollback)):
-        if steps:
-            lines.append(f"  {title}:")
-            for step in steps:
-                lines.append(f"    {step.name:<36} {describe(step):<50} deadline {step.timeout_s:g}s")
+def render(journal: Journal) -> str:
+    """The whole console report of one run."""
+    width = name_width(journal)
+    total = len(journal.plan)
+    lines = [header(journal)]
+    lines += [step_line(record, total, width) for record in journal.steps]
+    lines.append(summary_line(journal))
     return "\n".join(lines)
+
+
+def scenarios_line(journals: list[Journal]) -> str:
+    """After several scenarios: how many passed."""
+    failed = [j.name for j in journals if not j.passed]
+    return f"{len(journals) - len(failed)}/{len(journals)} scenarios passed" + (f"; failed: {', '.join(failed)}" if failed else "")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_ACTUAL else text[: _MAX_ACTUAL - 3] + "..."

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-from chaos.runner.mirror_probe import live_uploads
 
 QUIET_DEADLINE_S = 3.0
 QUIET_POLL_S = 0.05
@@ -20,19 +17,20 @@ QUIET_POLL_S = 0.05
 
 def wait_for_quiet(
     in_flight: Callable[[], int],
-    mirror_storage: Path | None,
+    live_uploads: Callable[[], int],
     *,
     deadline_s: float = QUIET_DEADLINE_S,
     poll_s: float = QUIET_POLL_S,
 ) -> bool:
     """Wait until no request is in flight through the fault proxy and no upload
-    is alive in the mirror's storage (when it is ours to see), twice in a row.
+    is alive in the mirror's storage (live_uploads: 0 when it is not ours to
+    see), twice in a row.
     deadline_s bounds the wait: a blackholed request never finishes. Returns
     whether the lab went quiet."""
     deadline = time.monotonic() + deadline_s
     quiet = 0
     while time.monotonic() < deadline:
-        idle = in_flight() == 0 and not (mirror_storage and live_uploads(mirror_storage))
+        idle = in_flight() == 0 and not live_uploads()
         quiet = quiet + 1 if idle else 0
         if quiet >= 2:
             return True

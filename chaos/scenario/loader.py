@@ -1,9 +1,10 @@
-"""YAML scenario -> chaos.scenario.model, with errors that name file and line.
+"""A scenario file -> chaos.language.model.Scenario, with errors that name file and line.
 
 Validation is separate from running (Chaos Toolkit's validate_* habit), and
 stricter: unknown keys are errors with a did-you-mean, not silently ignored,
-and every cross-reference (step names, users, lab-only steps) is checked
-before anything starts.
+and every cross-reference (step names, users, faults, lab-only steps) is
+checked before anything starts (cross_checks.py). Each step's own part is
+parsed by its kind (chaos.steps).
 """
 
 from __future__ import annotations
@@ -13,23 +14,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chaos.scenario.fields import (
-    Ctx,
-    a_list,
-    duration,
-    known_keys,
-    optional_bool,
-    optional_str,
-    required_str,
-)
-from chaos.scenario.marked_yaml import MarkedDict, MarkedList, load_marked, load_marked_text
-from chaos.scenario.model import CheckAction, LabSpec, PushAction, Scenario, Target, User
-from chaos.scenario.steps import DEFAULT_STEP_TIMEOUT_S, parse_seed_image, parse_step
-from chaos.scenario.variables import Variables
+from chaos.language.fields import Ctx, a_list, duration, known_keys, optional_bool, optional_str, required_str
+from chaos.language.marked_yaml import MarkedDict, MarkedList, load_marked, load_marked_text
+from chaos.language.model import LabSpec, Scenario, Target, User
+from chaos.language.seed_image import parse_seed_image
+from chaos.language.variables import Variables
+from chaos.scenario.cross_checks import check_scenario
+from chaos.steps.parse import DEFAULT_STEP_TIMEOUT_S, parse_step
+from chaos.steps.registry import kinds
 
 TOP_KEYS = ("name", "description", "tags", "variables", "defaults", "lab", "target", "steady_state", "steps", "rollback")
+LAB_KEYS = ("users", "images", "push_registry", "seed")
+TARGET_KEYS = ("mirror", "control", "proxy", "ca", "storage", "users")
+SECTIONS = ("steady_state", "steps", "rollback")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_URL = re.compile(r"^https?://[^\s/]+(/.*)?$")
 
 
 def load_scenario(path: str | Path, *, overrides: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None) -> Scenario:
@@ -73,7 +73,7 @@ def _parse(doc: Any, filename: str, overrides: Mapping[str, str], environ: Mappi
     target = _parse_target(ctx, doc["target"], doc.line_of("target")) if "target" in doc else None
 
     sections = {}
-    for section in ("steady_state", "steps", "rollback"):
+    for section in SECTIONS:
         node = doc.get(section)
         if section == "steps" and (not isinstance(node, MarkedList) or not node):
             raise ctx.fail(doc.line_of("steps"), "steps: expected a non-empty list of steps")
@@ -93,20 +93,13 @@ def _parse(doc: Any, filename: str, overrides: Mapping[str, str], environ: Mappi
         target=target, steady_state=sections["steady_state"], rollback=sections["rollback"],
         variables=dict(variables.used),
     )
-    _check_names(ctx, scenario)
-    _check_references(ctx, scenario)
-    _check_logins(ctx, scenario)
-    _check_cleared_faults(ctx, scenario)
-    if target is not None:
-        _check_target_steps(ctx, scenario)
+    check_scenario(ctx, scenario)
     return scenario
 
 
 def _kind_hint(item: Any) -> str:
-    from chaos.scenario.steps import STEP_KINDS
-
     if isinstance(item, dict):
-        for kind in STEP_KINDS:
+        for kind in kinds():
             if kind in item:
                 return kind
     return "step"
@@ -154,7 +147,7 @@ def _parse_users(ctx: Ctx, node: MarkedDict) -> tuple[User, ...]:
 def _parse_lab(ctx: Ctx, node: Any, line: int) -> LabSpec:
     if not isinstance(node, MarkedDict):
         raise ctx.fail(line, "lab: expected a mapping with users and images")
-    known_keys(ctx, node, ("users", "images", "push_registry", "seed"), "lab")
+    known_keys(ctx, node, LAB_KEYS, "lab")
     users = _parse_users(ctx, node)
     images = []
     seen: set[str] = set()
@@ -172,13 +165,10 @@ def _parse_lab(ctx: Ctx, node: Any, line: int) -> LabSpec:
     )
 
 
-_URL = re.compile(r"^https?://[^\s/]+(/.*)?$")
-
-
 def _parse_target(ctx: Ctx, node: Any, line: int) -> Target:
     if not isinstance(node, MarkedDict):
         raise ctx.fail(line, "target: expected a mapping with mirror and control URLs")
-    known_keys(ctx, node, ("mirror", "control", "proxy", "ca", "storage", "users"), "target")
+    known_keys(ctx, node, TARGET_KEYS, "target")
 
     def url(key: str, required: bool) -> str | None:
         value = required_str(ctx, node, key, "target") if required else optional_str(ctx, node, key)
@@ -190,73 +180,3 @@ def _parse_target(ctx: Ctx, node: Any, line: int) -> Target:
         mirror_url=url("mirror", True), control_url=url("control", True), proxy_url=url("proxy", False),
         ca_file=optional_str(ctx, node, "ca"), storage=optional_str(ctx, node, "storage"), users=_parse_users(ctx, node),
     )
-
-
-def _check_names(ctx: Ctx, scenario: Scenario) -> None:
-    seen: dict[str, str] = {}
-    for step in scenario.all_steps():
-        if step.name in seen:
-            raise ctx.fail(step.line, f"duplicate step name {step.name!r} (first at {seen[step.name]})")
-        seen[step.name] = step.loc
-
-
-def _check_references(ctx: Ctx, scenario: Scenario) -> None:
-    """Names a step refers to must be earlier steps (their results must exist)."""
-    from chaos.scenario.fields import did_you_mean
-
-    all_names = [s.name for s in scenario.all_steps()]
-    earlier: set[str] = set()
-    for step in scenario.all_steps():
-        refs = [("same_digest_as", step.expect.same_digest_as)]
-        check = step.action if isinstance(step.action, CheckAction) else getattr(step.action, "until", None)
-        if check is not None:
-            refs += [
-                ("storage_unchanged_since", check.storage_unchanged_since),
-                ("catalog_unchanged_since", check.catalog_unchanged_since),
-                ("storage_grew_since", check.storage_grew_since),
-                ("tap.since", None if check.tap_since == "start" else check.tap_since),
-            ]
-        for key, ref in refs:
-            if ref is not None and ref not in earlier:
-                where = "a later step" if ref in all_names else "no step"
-                raise ctx.fail(step.line, f"{key}: {ref!r} names {where}; it must name an earlier step{did_you_mean(ref, sorted(earlier))}")
-        earlier.add(step.name)
-
-
-def _check_logins(ctx: Ctx, scenario: Scenario) -> None:
-    users = {u.name for u in scenario.users}
-    for step in scenario.all_steps():
-        login = getattr(step.action, "login", None)
-        if login is not None and login not in users:
-            where = "target.users" if scenario.target else "lab.users"
-            raise ctx.fail(step.line, f"login: unknown user {login!r}; {where} defines: {', '.join(sorted(users)) or 'nobody'}")
-
-
-def _check_cleared_faults(ctx: Ctx, scenario: Scenario) -> None:
-    """`clear: NAME` must name a fault some earlier step switches on: a typo
-    would otherwise leave the real fault on until it expires."""
-    from chaos.scenario.fields import did_you_mean
-    from chaos.scenario.model import ClearAction, FaultAction
-
-    defined: set[str] = set()
-    for step in scenario.all_steps():
-        if isinstance(step.action, FaultAction):
-            defined.add(step.action.name)
-        elif isinstance(step.action, ClearAction):
-            for name in step.action.names:
-                if name not in defined:
-                    raise ctx.fail(step.line, f"clear: no earlier step switches on a fault named {name!r}{did_you_mean(name, sorted(defined))}")
-
-
-def _check_target_steps(ctx: Ctx, scenario: Scenario) -> None:
-    """Against an existing mirror there is no lab to restart or publish to."""
-    for step in scenario.all_steps():
-        if step.kind in ("restart", "publish"):
-            raise ctx.fail(step.line, f"{step.kind}: needs the embedded lab; this scenario has a target")
-        if isinstance(step.action, PushAction) and step.action.to != "mirror":
-            raise ctx.fail(step.line, f"push to {step.action.to}: needs the embedded lab; this scenario has a target")
-        check = step.action if isinstance(step.action, CheckAction) else getattr(step.action, "until", None)
-        if check is not None and scenario.target.storage is None and (
-            check.storage_unchanged_since or check.storage_grew_since
-        ):
-            raise ctx.fail(step.line, "storage checks need target.storage (the mirror's storage folder)")

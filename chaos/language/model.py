@@ -2,6 +2,7 @@
 
 The runner never sees YAML; everything here is validated and typed, and every
 element keeps `loc` ("file:line") so runtime verdicts can point back at the file.
+Each step's action is its kind's own dataclass (chaos.steps.kinds).
 """
 
 from __future__ import annotations
@@ -101,72 +102,10 @@ class Expectation:
 
 
 @dataclass(frozen=True)
-class PullAction:
-    images: tuple[ImageReference, ...]
-    login: str | None = None
-    concurrency: int = 1
-    engine: str | None = None  # None: the run's engine
-
-
-@dataclass(frozen=True)
-class PushAction:
-    image: ImageReference
-    to: str  # "mirror", "hub" or "push-registry"
-    size_bytes: int
-    login: str | None = None
-
-
-@dataclass(frozen=True)
-class CheckAction:
-    cached: tuple[str, ...] = ()
-    not_cached: tuple[str, ...] = ()
-    storage_unchanged_since: str | None = None
-    catalog_unchanged_since: str | None = None
-    storage_grew_since: str | None = None
-    tap_since: str | None = None  # a step name, or "start"
-    tap_counts: tuple[tuple[str, Comparison], ...] = ()
-
-
-@dataclass(frozen=True)
-class FaultAction:
-    spec: dict[str, Any]  # validated by chaos.faults; sent as-is to the control API
-
-    @property
-    def name(self) -> str:
-        return self.spec["name"]
-
-
-@dataclass(frozen=True)
-class ClearAction:
-    names: tuple[str, ...] = ()  # empty: every fault
-
-
-@dataclass(frozen=True)
-class WaitAction:
-    seconds: float | None = None  # a plain pause
-    until: CheckAction | None = None  # or: poll this check until it holds
-    interval_s: float = 0.5
-
-
-@dataclass(frozen=True)
-class RestartAction:
-    component: str  # "mirror", "hub", "proxy", "auth", "cdn", "push-registry"
-
-
-@dataclass(frozen=True)
-class PublishAction:
-    image: SeedImage
-    content_seed: str  # a new seed moves the tag to new content
-
-
-Action = PullAction | PushAction | CheckAction | FaultAction | ClearAction | WaitAction | RestartAction | PublishAction
-
-
-@dataclass(frozen=True)
 class Step:
     name: str
-    kind: str
-    action: Action
+    kind: str  # a registered step kind (chaos.steps.registry)
+    action: Any  # that kind's frozen action dataclass
     expect: Expectation
     timeout_s: float
     loc: str

@@ -5,36 +5,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from chaos.scenario.fields import Ctx, comparison, did_you_mean, duration, known_keys, line_of, optional_bool, optional_str
-from chaos.scenario.marked_yaml import MarkedDict
-from chaos.scenario.model import Expectation
+from chaos.language.fields import Ctx, comparison, did_you_mean, duration, known_keys, line_of, optional_bool, optional_str
+from chaos.language.marked_yaml import MarkedDict
+from chaos.language.model import Expectation
+from chaos.language.schema_parts import COMPARISON
+from chaos.vocab.endpoints import COUNTABLE
+from chaos.vocab.names import SERVED_BY
 
-# What the tap classifies (chaos.proxy.classify.KINDS) plus two totals.
-ENDPOINT_KINDS = (
-    "ping", "token", "manifest", "blob", "blob_upload", "tags", "catalog", "referrers", "connect", "other",
-    "blob_bytes", "requests",
-)
 EXPECT_KEYS = ("ok", "error", "message", "served_by", "from_cache", "same_digest_as", "upstream", "within", "success_rate")
-# Which expectations make sense for which step kinds.
-_ALLOWED_BY_KIND = {
-    "pull": EXPECT_KEYS,
-    "push": ("ok", "error", "message", "upstream", "within", "success_rate"),
-    "publish": ("ok", "within"),
-    "restart": ("ok", "error", "message", "within"),
-    "check": ("ok", "within", "success_rate"),
-    "wait": ("ok", "within"),
-    "fault": ("ok",),
-    "clear": ("ok",),
-}
 
 
-def parse_expect(ctx: Ctx, node: Any, line: int, kind: str) -> Expectation:
+
+def parse_expect(ctx: Ctx, node: Any, line: int, kind: str, allowed: tuple[str, ...]) -> Expectation:
+    """The `expect:` block of a `kind` step, which takes the expectations in `allowed`."""
     if node is None:
         return Expectation(loc=ctx.loc(line))
     if not isinstance(node, MarkedDict):
         raise ctx.fail(line, "expect: expected a mapping")
     known_keys(ctx, node, EXPECT_KEYS, "expect")
-    allowed = _ALLOWED_BY_KIND[kind]
     for key in node:
         if key not in allowed:
             raise ctx.fail(node.line_of(key), f"expect.{key}: not meaningful for a {kind} step (it takes: {', '.join(allowed)})")
@@ -55,8 +43,8 @@ def parse_expect(ctx: Ctx, node: Any, line: int, kind: str) -> Expectation:
         except re.error as exc:
             raise ctx.fail(node.line_of("message"), f"message: not a valid regular expression: {exc}") from None
     served_by = node.get("served_by")
-    if served_by is not None and served_by not in ("mirror", "hub"):
-        raise ctx.fail(node.line_of("served_by"), f"served_by: expected mirror or hub, got {served_by!r}")
+    if served_by is not None and served_by not in SERVED_BY:
+        raise ctx.fail(node.line_of("served_by"), f"served_by: expected {' or '.join(SERVED_BY)}, got {served_by!r}")
     upstream = counts(ctx, node.get("upstream", {}), node.line_of("upstream"), "upstream")
     within = duration(ctx, node["within"], node.line_of("within"), "within") if "within" in node else None
     success_rate = None
@@ -85,10 +73,14 @@ def counts(ctx: Ctx, node: Any, line: int, key: str):
     out = []
     for kind, value in node.items():
         kind_line = line_of(node, kind, line)
-        if kind not in ENDPOINT_KINDS:
+        if kind not in COUNTABLE:
             raise ctx.fail(
                 kind_line,
-                f"{key}: unknown endpoint kind {kind!r}{did_you_mean(kind, ENDPOINT_KINDS)} (expected one of: {', '.join(ENDPOINT_KINDS)})",
+                f"{key}: unknown endpoint kind {kind!r}{did_you_mean(kind, COUNTABLE)} (expected one of: {', '.join(COUNTABLE)})",
             )
         out.append((str(kind), comparison(ctx, value, kind_line, f"{key}.{kind}")))
     return tuple(out)
+
+
+def counts_schema() -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": {k: COMPARISON for k in COUNTABLE}}

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from chaos.errors import ScenarioError
-from chaos.scenario.marked_yaml import MarkedDict, MarkedList, MarkedStr
+from chaos.language.marked_yaml import MarkedDict, MarkedList, MarkedStr
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _BAD_REFERENCE = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")

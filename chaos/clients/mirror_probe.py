@@ -153,3 +153,21 @@ def _tree_bytes(storage: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+class MirrorProbe:
+    """The mirror under test, looked at from outside: its catalog API, and its
+    storage folder when that is ours to read (the lab's, or a target's given one)."""
+
+    def __init__(self, mirror_url: str, storage: str | Path | None):
+        self.mirror_url = mirror_url
+        self.storage = Path(storage) if storage else None
+
+    def snapshot(self, *, settle: bool = False) -> MirrorSnapshot | None:
+        """None when there is no mirror to look at."""
+        if not self.mirror_url:
+            return None
+        return snapshot(self.mirror_url, self.storage, settle=settle)
+
+    def live_uploads(self) -> int:
+        return live_uploads(self.storage) if self.storage else 0

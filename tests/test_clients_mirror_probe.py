@@ -8,7 +8,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from chaos.runner import mirror_probe
+from chaos.clients import mirror_probe
 
 REPOS = "docker/registry/v2/repositories"
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from chaos.runner.deadline import DeadlineExceeded, call_with_deadline, map_with_deadline
+from chaos.steps.deadline import DeadlineExceeded, call_with_deadline, map_with_deadline
 
 
 def test_result_and_exception_come_back():

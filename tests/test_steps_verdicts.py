@@ -7,19 +7,24 @@ import re
 
 import pytest
 
-from chaos.runner.expectations import evaluate, upstream_counts
-from chaos.scenario.model import Comparison, Expectation
+from dataclasses import replace
 
-OK_FROM_MIRROR = {"ok": True, "served_by": "mirror", "digest": "sha256:aa", "error_code": None, "message": None}
-DENIED = {"ok": False, "served_by": None, "digest": None, "error_code": "UNAUTHORIZED",
-          "message": "pull access denied for alice/app, repository does not exist or may require 'docker login'"}
+from chaos.language.model import Comparison, Expectation
+from chaos.steps.outcome import ActionResult, Outcome
+from chaos.steps.verdicts import Evidence, expectation_texts, judge_results, upstream_counts
+from chaos.vocab.results import PullResult
+
+OK_FROM_MIRROR = PullResult(image="docker.io/library/alpine:3.19", ok=True, served_by="mirror", digest="sha256:aa")
+DENIED = PullResult(image="docker.io/alice/app:1", ok=False, error_code="UNAUTHORIZED",
+                    message="pull access denied for alice/app, repository does not exist or may require 'docker login'")
 BLOB_FROM_UPSTREAM = {"kind": "blob", "status": 200, "bytes": 1234}
 TOKEN = {"kind": "token", "status": 200, "bytes": 50}
 
 
 def verdicts(expect, outcome, events=(), digests=None):
-    outcomes = outcome if isinstance(outcome, list) else [outcome]
-    return {v.what: v for v in evaluate(expect, outcomes, list(events), digests or {})}
+    results = outcome if isinstance(outcome, list) else [outcome]
+    judged = judge_results(expect, Outcome.of("pull", results), Evidence(events=list(events), digests=digests or {}))
+    return {v.what: v for v in judged}
 
 
 def test_no_expectation_means_the_step_must_succeed():
@@ -52,7 +57,7 @@ def test_from_cache_needs_the_mirror_and_no_upstream_blob_bytes():
     assert verdicts(Expectation(from_cache=True), OK_FROM_MIRROR, [TOKEN])["from_cache"].ok
     failed = verdicts(Expectation(from_cache=True), OK_FROM_MIRROR, [BLOB_FROM_UPSTREAM])["from_cache"]
     assert not failed.ok and failed.actual["upstream_blob_bytes"] == 1234
-    assert not verdicts(Expectation(from_cache=True), {**OK_FROM_MIRROR, "served_by": "hub"})["from_cache"].ok
+    assert not verdicts(Expectation(from_cache=True), replace(OK_FROM_MIRROR, served_by="hub"))["from_cache"].ok
 
 
 def test_same_digest_as_an_earlier_step():
@@ -60,7 +65,7 @@ def test_same_digest_as_an_earlier_step():
     assert verdicts(expect, OK_FROM_MIRROR, digests={"warm": "sha256:aa"})["same_digest_as warm"].ok
     assert not verdicts(expect, OK_FROM_MIRROR, digests={"warm": "sha256:bb"})["same_digest_as warm"].ok
     # An earlier step that failed has no digest: never equal.
-    assert not verdicts(expect, {**OK_FROM_MIRROR, "digest": None}, digests={"warm": None})["same_digest_as warm"].ok
+    assert not verdicts(expect, replace(OK_FROM_MIRROR, digest=None), digests={"warm": None})["same_digest_as warm"].ok
 
 
 def test_upstream_counts_by_kind():
@@ -73,7 +78,7 @@ def test_upstream_counts_by_kind():
 
 
 def test_every_attempt_must_hold_without_a_success_rate():
-    result = verdicts(Expectation(served_by="mirror"), [OK_FROM_MIRROR, {**OK_FROM_MIRROR, "served_by": "hub"}])
+    result = verdicts(Expectation(served_by="mirror"), [OK_FROM_MIRROR, replace(OK_FROM_MIRROR, served_by="hub")])
     assert not result["served_by"].ok
     assert result["served_by"].actual == ["mirror", "hub"]
 
@@ -88,11 +93,38 @@ def test_success_rate_counts_attempts_meeting_every_expectation():
 
 
 def test_within_is_a_time_budget_per_attempt():
-    assert verdicts(Expectation(within_s=1.0), {**OK_FROM_MIRROR, "seconds": 0.4})["within"].ok
-    slow = verdicts(Expectation(within_s=1.0), {**OK_FROM_MIRROR, "seconds": 1.7})["within"]
+    assert verdicts(Expectation(within_s=1.0), replace(OK_FROM_MIRROR, seconds=0.4))["within"].ok
+    slow = verdicts(Expectation(within_s=1.0), replace(OK_FROM_MIRROR, seconds=1.7))["within"]
     assert not slow.ok and slow.actual == "1.7s"
 
 
 @pytest.mark.parametrize("op,value,actual,holds", [("==", 3, 3, True), (">=", 0.95, 0.9, False), ("<", 10, 9, True), ("!=", 0, 0, False)])
 def test_comparisons(op, value, actual, holds):
     assert Comparison(op, value).holds(actual) is holds
+
+
+def test_a_step_with_no_attempt_is_judged_on_its_own_outcome():
+    # A pull cut short by its deadline has no result; `error: TIMEOUT` still holds.
+    cut = Outcome("pull", ok=False, error_code="TIMEOUT", message="step did not finish")
+    judged = {v.what: v for v in judge_results(Expectation(error=("TIMEOUT",)), cut, Evidence())}
+    assert judged["ok"].ok and judged["error"].ok and judged["error"].actual == "TIMEOUT"
+
+
+def test_fewer_attempts_than_the_repeat_asked_for_fail():
+    short = Outcome.of("pull", [OK_FROM_MIRROR] * 3, repeats_wanted=5)
+    judged = {v.what: v for v in judge_results(Expectation(), short, Evidence())}
+    assert not judged["repeats"].ok and judged["repeats"].actual == 3 and judged["repeats"].expected == 5
+
+
+def test_action_results_are_judged_like_pulls():
+    restart_failed = ActionResult(ok=False, error_code="COMPONENT_FAILED", message="mirror exited with code 2")
+    judged = {v.what: v for v in judge_results(Expectation(error=("COMPONENT_FAILED",)), Outcome.of("restart", [restart_failed]), Evidence())}
+    assert judged["ok"].ok and judged["error"].ok
+
+
+def test_expectations_are_written_down_as_the_scenario_said_them():
+    expect = Expectation(ok=False, error=("DENIED", "UNAUTHORIZED"), served_by="hub", within_s=2.0,
+                         upstream=(("manifest", Comparison(">=", 1)),), success_rate=Comparison(">=", 0.95))
+    assert expectation_texts(expect) == [
+        "ok: false", "error: DENIED | UNAUTHORIZED", "served_by: hub", "upstream.manifest >= 1", "within: 2s", "success_rate >= 0.95",
+    ]

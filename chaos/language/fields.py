@@ -7,10 +7,10 @@ import re
 from typing import Any
 
 from chaos.errors import BadReference, ScenarioError
-from chaos.images.synth import parse_size
 from chaos.vocab.reference import ImageReference, parse_reference
-from chaos.scenario.marked_yaml import MarkedDict
-from chaos.scenario.model import Comparison
+from chaos.language.marked_yaml import MarkedDict
+from chaos.language.model import Comparison
+from chaos.vocab.units import parse_duration, parse_size
 
 
 class Ctx:
@@ -114,17 +114,12 @@ def size(ctx: Ctx, node: MarkedDict, key: str, default: int) -> int:
     return value
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-
-
 def duration(ctx: Ctx, value: Any, line: int, key: str, *, maximum_s: float = 3600, allow_zero: bool = False) -> float:
     """`30s`, `500ms`, `2m`, or a number of seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
-    else:
-        raise ctx.fail(line, f"{key}: expected a duration like 30s, 500ms or 2m, got {value!r}")
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ctx.fail(line, f"{key}: expected a duration like 30s, 500ms or 2m, got {value!r}") from None
     low_ok = seconds >= 0 if allow_zero else seconds > 0
     if not low_ok or seconds > maximum_s:
         raise ctx.fail(line, f"{key}: expected a duration {'from 0' if allow_zero else 'above 0'} up to {maximum_s:g}s, got {value!r}")

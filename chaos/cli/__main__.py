@@ -1,0 +1,3 @@
+from chaos.cli.app import main
+
+main()

@@ -1,0 +1,170 @@
+"""`chaos run`, `chaos validate`, `chaos schema` and `chaos report`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from chaos.cli.options import load_all, var_option
+from chaos.errors import UsageError
+from chaos.vocab.names import ENGINES
+
+
+@click.command()
+@click.argument("scenario_paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for journal.json and component logs (default: runs/<time>-<scenario>).")
+@click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag (repeatable: any of them).")
+@var_option
+@click.option("--engine", type=click.Choice(ENGINES), default="builtin", show_default=True,
+              help="Client that pulls: the builtin emulation, a real Docker daemon, or skopeo (steps may choose their own).")
+@click.option("--keep-lab", is_flag=True, help="Leave the lab running after the run (stop it with `chaos lab down`).")
+@click.option("--dry-run", is_flag=True, help="Validate and print the plan; start nothing.")
+def run(scenario_paths, run_dir, tags, var_pairs, engine, keep_lab, dry_run) -> None:
+    """Run scenario files (or every scenario in a folder) and judge them.
+
+    Each scenario gets its own embedded lab (or its target), its own run folder
+    and journal.json. Exit 0 when every expectation held, 1 when one failed.
+    """
+    from chaos.cli.plan import plan
+    from chaos.report.console import scenarios_line
+
+    scenarios = load_all(scenario_paths, var_pairs)  # any bad file: exit 2 before anything starts
+    if tags:
+        scenarios = [s for s in scenarios if set(tags) & set(s.tags)]
+        if not scenarios:
+            raise UsageError(f"no scenario has any of the tags: {', '.join(tags)}")
+    if keep_lab and len(scenarios) > 1:
+        raise UsageError("--keep-lab: give a single scenario (each scenario has its own lab)")
+    if dry_run:
+        for scenario in scenarios:
+            click.echo(plan(scenario))
+        return
+    journals = []
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+    for scenario in scenarios:
+        if run_dir is None:
+            folder = Path("runs") / f"{stamp}-{scenario.name}"
+        else:
+            folder = run_dir if len(scenarios) == 1 else run_dir / scenario.name
+        journals.append(_run_one(scenario, folder, engine, keep_lab))
+    if len(journals) > 1:
+        click.echo(scenarios_line(journals))
+    sys.exit(0 if all(j.passed for j in journals) else 1)
+
+
+def _run_one(scenario, run_dir: Path, engine: str, keep_lab: bool):
+    from chaos.lab.lab import Lab
+    from chaos.lab.target import state_for_target
+    from chaos.runner.environment import RunEnvironment
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    engines = _engines_used(scenario, engine)
+    if scenario.target:
+        state = state_for_target(scenario.target)
+        _preflight_engines(engines, state)
+        return _execute(scenario, RunEnvironment.real(state), run_dir, engine, f"the target {scenario.target.mirror_url}")
+    lab = Lab(scenario.lab, run_dir / "lab", detached=keep_lab, engines=engines - {"builtin"})
+    try:
+        with lab:
+            journal = _execute(scenario, RunEnvironment.real(lab.state, lab), run_dir, engine, "the embedded lab")
+            if keep_lab:
+                lab.leave_running()
+    except KeyboardInterrupt:
+        if lab.stopped:
+            click.echo("chaos: lab stopped, faults cleared", err=True)
+        raise
+    if keep_lab:
+        click.echo(f"lab left running: chaos lab status --lab-dir {run_dir / 'lab'}  /  chaos lab down --lab-dir {run_dir / 'lab'}")
+    return journal
+
+
+def _execute(scenario, env, run_dir: Path, engine: str, where: str):
+    from chaos.report.console import header, name_width, step_line, summary_line
+    from chaos.runner.runner import Runner
+
+    runner = Runner(scenario, env, run_dir, engine=engine, where=where)
+    width, total = name_width(runner.journal), runner.total_steps
+    runner.on_step_end = lambda record: click.echo(step_line(record, total, width))
+    click.echo(header(runner.journal))
+    try:
+        journal = runner.run()
+    except KeyboardInterrupt:
+        click.echo(summary_line(runner.journal))
+        raise
+    click.echo(summary_line(journal))
+    return journal
+
+
+def _engines_used(scenario, run_engine: str) -> set[str]:
+    from chaos.steps.registry import kinds
+
+    return {run_engine} | {name for step in scenario.all_steps() for name in kinds()[step.kind].engines(step.action)}
+
+
+def _preflight_engines(engines: set[str], state) -> None:
+    """Against a target no lab starts an engine: say now, before any step, when one cannot run (exit 3)."""
+    from chaos.clients.engines import make_engine
+
+    for name in sorted(engines - {"builtin"}):
+        make_engine(name, lab=state, credentials=None, timeout=10.0).close()
+
+
+@click.command()
+@click.argument("scenario_paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@var_option
+def validate(scenario_paths, var_pairs) -> None:
+    """Check scenario files (or folders of them) without starting anything."""
+    for scenario in load_all(scenario_paths, var_pairs):
+        count = len(scenario.all_steps())
+        click.echo(f"{scenario.path}: ok ({scenario.name}, {count} step{'s' if count != 1 else ''}, "
+                   f"{len(scenario.lab.images)} image{'s' if len(scenario.lab.images) != 1 else ''})")
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files (for editors: VS Code's YAML extension)."""
+    from chaos.scenario.schema import schema_json
+
+    click.echo(schema_json(), nl=False)
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+def report(runs) -> None:
+    """Print the report of earlier runs from their journals alone.
+
+    RUNS are run folders (or folders of them, as `chaos run DIR --run-dir`
+    writes) or journal.json files. Exit 0 when every run passed, 1 otherwise.
+    """
+    from chaos.journal import Journal, JournalError
+    from chaos.report.console import render, scenarios_line
+
+    journals = []
+    for path in _journal_files(runs):
+        try:
+            journals.append(Journal.load(path))
+        except JournalError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+    for journal in journals:
+        click.echo(render(journal))
+    if len(journals) > 1:
+        click.echo(scenarios_line(journals))
+    sys.exit(0 if all(j.passed for j in journals) else 1)
+
+
+def _journal_files(paths: tuple[Path, ...]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            found.append(path)
+        elif (path / "journal.json").is_file():
+            found.append(path / "journal.json")
+        elif path.is_dir() and (inner := sorted(path.glob("*/journal.json"))):
+            found.extend(inner)
+        else:
+            raise UsageError(f"{path}: no journal.json (give a run folder or a journal file)")
+    return found

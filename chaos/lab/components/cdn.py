@@ -1,0 +1,35 @@
+"""The blob CDN (python -m chaos.lab.cdn_service): what
+production.cloudflare.docker.com is to Hub, serving the hub registry's storage
+to the signed URLs the fault proxy's redirects carry."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from chaos.lab.components.launch import LOOPBACK, Launch, clean_env, http_ok, loopback_url
+
+
+def write_secret(path: Path) -> Path:
+    """A fresh URL signing secret, readable by its owner only. Written before
+    the CDN or the proxy starts (both read it), and fresh for every lab so no
+    URL outlives it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32) + "\n")
+    return path
+
+
+def blob_cdn(*, port: int, storage: Path, secret_file: Path, log_path: Path, request_log: Path | None = None) -> Launch:
+    """storage: the hub registry's filesystem root. request_log: where its
+    one line per request goes (default: its own log, with everything else)."""
+    url = loopback_url(port)
+    argv = (
+        sys.executable, "-m", "chaos.lab.cdn_service", "--storage", str(storage),
+        "--secret-file", str(secret_file), "--host", LOOPBACK, "--port", str(port),
+    )  # fmt: skip
+    if request_log is not None:
+        argv += ("--log", str(request_log))
+    return Launch("cdn", argv, http_ok(f"{url}/healthz"), log_path, url=url, env=clean_env())
