@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from chaos.clients.engines import ENGINES, BuiltinEngine, Engine, make_engine
+from chaos.clients.engines import BuiltinEngine, Engine, make_engine
+from chaos.vocab.names import ENGINES
 from chaos.errors import EnvironmentProblem, UsageError
 from chaos.lab.layout import LabState
 

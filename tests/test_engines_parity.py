@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from chaos.clients.engines import ENGINES, make_engine
+from chaos.clients.engines import make_engine
+from chaos.vocab.names import ENGINES
 from chaos.clients.pusher import push
 from chaos.lab.dockerd import mounts_under
 from chaos.lab.lab import Lab

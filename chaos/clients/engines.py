@@ -22,9 +22,9 @@ from chaos.clients.builtin import BuiltinClient
 from chaos.vocab.results import PullResult, PushResult
 from chaos.errors import UsageError
 from chaos.lab.layout import LabPaths, LabState
+from chaos.vocab.names import ENGINES
 from chaos.vocab.reference import ImageReference
 
-ENGINES = ("builtin", "docker", "skopeo")
 
 
 @runtime_checkable

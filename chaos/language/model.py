@@ -54,12 +54,25 @@ class SeedImage:
 
 
 @dataclass(frozen=True)
+class MirrorSettings:
+    """`lab.mirror`: how the mirror under test is configured, beyond the lab's needs."""
+
+    upstream_login: str | None = None  # a lab user: the mirror's proxy.username/password on Hub
+    ttl_s: float | None = None  # proxy.ttl: how long cached content is kept (distribution's default: 7 days)
+    config_file: str | None = None  # the user's own distribution config, the base the lab overrides
+
+
+@dataclass(frozen=True)
 class LabSpec:
     users: tuple[User, ...] = ()
     images: tuple[SeedImage, ...] = ()
     # The blog post's fix for pushing: a plain registry sharing the mirror's storage.
     push_registry: bool = False
     seed: str = "hub-chaos"
+    mirror: MirrorSettings = field(default_factory=MirrorSettings)
+
+    def password_of(self, user: str) -> str:
+        return next(u.password for u in self.users if u.name == user)
 
 
 @dataclass(frozen=True)

@@ -14,3 +14,8 @@ SERVED_BY = (MIRROR, HUB)
 """Who served a pull: the mirror, or Hub itself after the client fell back."""
 
 PHASES = ("steady_state_before", "steps", "rollback", "steady_state_after")
+
+ORIGINS = ("mirror", "client", "push-registry", "unknown")
+"""Who sent a request upstream through the fault proxy: the mirror filling its
+cache, the client engine falling back to Hub itself, the push registry, or
+a client of a listener that names no origin (the proxy run on its own)."""
