@@ -5,6 +5,24 @@ Library code raises these; only chaos.cli prints them and exits.
 
 from __future__ import annotations
 
+MAX_QUOTED = 60
+"""Longest quoted value in a message: user input can be megabytes (a YAML alias bomb)."""
+MAX_MESSAGE = 4000
+"""Longest message: enough for a component's log tail, never a screenful of input."""
+
+
+def quoted(value: object, limit: int = MAX_QUOTED) -> str:
+    """repr(value) for a message, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    half = MAX_MESSAGE // 2
+    return f"{message[:half]} ... ({len(message) - MAX_MESSAGE} characters cut) ... {message[-half:]}"
+
 
 class ChaosError(Exception):
     """Root of every error hub-chaos reports to a user."""
@@ -12,6 +30,7 @@ class ChaosError(Exception):
     exit_code = 1
 
     def __init__(self, message: str):
+        message = _bounded(message)
         super().__init__(message)
         self.message = message
 

@@ -7,8 +7,11 @@ Format 2. Top level:
     engine          the run's engine (builtin, docker, skopeo)
     where           "the embedded lab" or "target <mirror URL>"
     run_dir         the run folder as the run named it
-    status          running | completed | failed | aborted | interrupted
-                    (a journal still "running" was cut short by a kill)
+    status          running | completed | failed | aborted | interrupted | killed
+                    (a run that was SIGKILLed leaves "running"; the next
+                    `chaos run` or `chaos report` finds its process gone and
+                    says "killed")
+    pid             the chaos process that ran it
     deviated        the steady state held before the faults but not after recovery
     error           why the run stopped early, or null
     started, ended  RFC 3339; seconds
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 2
-STATUSES = ("running", "completed", "failed", "aborted", "interrupted")
+STATUSES = ("running", "completed", "failed", "aborted", "interrupted", "killed")
 
 
 def now_iso() -> str:
@@ -48,6 +51,36 @@ def now_iso() -> str:
 
 class JournalError(ValueError):
     """A file that is not a journal this version can read."""
+
+
+class Redactor:
+    """Replaces secrets (passwords, secret variables' values) wherever they
+    appear in text the tool writes. Secrets shorter than MIN_SECRET are left
+    alone: scrubbing "a" from every word would destroy the record."""
+
+    MIN_SECRET = 3
+    MASK = "***"
+
+    def __init__(self, secrets: frozenset[str] | set[str] = frozenset()):
+        # Longest first: a secret that contains another is masked whole.
+        self.secrets = sorted((s for s in secrets if len(s) >= self.MIN_SECRET), key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self.secrets:
+            if secret in value:
+                value = value.replace(secret, self.MASK)
+        return value
+
+    def data(self, value: Any) -> Any:
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.data(k) if isinstance(k, str) else k: self.data(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.data(v) for v in value]
+        return value
 
 
 @dataclass(frozen=True)
@@ -140,6 +173,9 @@ class Journal:
     steps: list[StepRecord] = field(default_factory=list)
     error: str | None = None
     deviated: bool = False
+    pid: int = field(default_factory=os.getpid)
+    # Never written: masks passwords and secret variables in everything written.
+    redactor: Redactor = field(default_factory=lambda: Redactor(), repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -154,7 +190,7 @@ class Journal:
         return self.status == "completed"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return self.redactor.data({
             "format": FORMAT_VERSION,
             "scenario": self.scenario,
             "engine": self.engine,
@@ -170,7 +206,8 @@ class Journal:
             "plan": [asdict(p) for p in self.plan],
             "fault_windows": [asdict(w) for w in self.fault_windows],
             "steps": [s.to_dict() for s in self.steps],
-        }
+            "pid": self.pid,
+        })
 
     @classmethod
     def from_dict(cls, data: Any) -> Journal:
@@ -195,6 +232,7 @@ class Journal:
                 steps=[StepRecord.from_dict(s) for s in data["steps"]],
                 error=data.get("error"),
                 deviated=bool(data.get("deviated", False)),
+                pid=int(data.get("pid", 0)),
             )
         except (TypeError, KeyError, ValueError) as exc:
             raise JournalError(f"malformed journal: {exc}") from None
@@ -216,3 +254,4 @@ class Journal:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
         tmp.replace(path)
+

@@ -71,3 +71,57 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     assert "warm-alpine" in result.output and "alice/private-app:1.0" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_validate_reports_every_file_and_exits_2_if_any_is_bad(tmp_path):
+    (tmp_path / "a-good.yaml").write_text("name: good\nsteps:\n  - pull: alpine\n")
+    (tmp_path / "b-bad.yaml").write_text("name: x\nsteps: []\n")
+    (tmp_path / "c-bad.yaml").write_text("name: y\nsteps:\n  - pul: alpine\n")
+    (tmp_path / "d-good.yaml").write_text("name: good2\nsteps:\n  - pull: nginx\n")
+    result = CliRunner().invoke(main, ["validate", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "a-good.yaml: ok" in result.output and "d-good.yaml: ok" in result.output
+    assert "b-bad.yaml:2: steps" in result.output and "c-bad.yaml:3: step has no kind" in result.output
+    assert "2 of 4 scenario files are not valid" in result.output
+
+
+def test_a_var_no_scenario_knows_is_refused():
+    result = CliRunner().invoke(main, ["validate", "scenarios/hub-down.yaml", "--var", "NOPE=1"])
+    assert result.exit_code == 2
+    assert "--var NOPE: no scenario given declares or uses a variable of that name" in result.output
+
+
+def test_control_takes_host_and_port_without_a_scheme():
+    # Nothing listens on port 9: a transport error (exit 3) proves the address was accepted as a URL.
+    result = CliRunner().invoke(main, ["fault", "list", "--control", "127.0.0.1:9"])
+    assert result.exit_code == 3, result.output
+    assert "http://127.0.0.1:9" in result.output
+    bad = CliRunner().invoke(main, ["fault", "list", "--control", "not a url"])
+    assert bad.exit_code == 2 and "expected HOST:PORT" in bad.output
+
+
+def test_fault_ttl_must_be_a_finite_positive_number():
+    for value in ("nan", "inf", "-1", "0"):
+        result = CliRunner().invoke(main, ["fault", "add", "x", "--kind", "refuse", "--ttl", value, "--control", "127.0.0.1:9"])
+        assert result.exit_code == 2, (value, result.output)
+        assert "--ttl" in result.output
+
+
+def test_fault_kind_and_mode_are_different_options():
+    # auth-deny has a parameter called mode: --mode is no alias of --kind.
+    result = CliRunner().invoke(main, ["fault", "add", "x", "--kind", "auth-deny", "--mode", "forbidden", "--control", "127.0.0.1:9"])
+    assert result.exit_code == 2 and "No such option '--mode'" in result.output
+
+
+def test_fault_add_from_a_file_needs_nothing_else(tmp_path):
+    spec = tmp_path / "f.yaml"
+    spec.write_text("- {name: a, kind: refuse}\n")
+    result = CliRunner().invoke(main, ["fault", "add", "-f", str(spec), "--kind", "refuse", "--control", "127.0.0.1:9"])
+    assert result.exit_code == 2 and "the file says everything" in result.output
+
+
+def test_fault_kinds_lists_every_kind_with_its_parameters():
+    result = CliRunner().invoke(main, ["fault", "kinds"])
+    assert result.exit_code == 0
+    assert "latency" in result.output and "delay_ms: int (required)" in result.output
+    assert "jitter_ms: int = 0" in result.output

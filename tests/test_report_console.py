@@ -50,7 +50,7 @@ def test_the_header_counts_the_planned_steps_singular_and_plural():
 def test_the_summary_names_failed_steps_once_and_a_kill():
     failed = journal("failed", [record("a", passed=False), record("a", passed=False, phase="steady_state_after"), record("b")])
     assert "1/3 steps passed" in summary_line(failed) and "failed: a\n" in summary_line(failed)
-    killed = journal("running", [record()])
+    killed = journal("killed", [record()])
     assert "killed before it ended" in summary_line(killed)
     assert summary_line(killed).endswith("journal: runs/a/journal.json")
 

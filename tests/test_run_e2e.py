@@ -174,3 +174,40 @@ def test_steps_choose_their_own_engine_and_the_lab_starts_what_they_need(tmp_pat
     # The docker step really went through the lab's daemon.
     assert "Trying to pull" in (run_dir / "lab" / "logs" / "dockerd.log").read_text()
     assert not processes_mentioning(str(run_dir))
+
+
+def test_no_secret_a_run_used_is_written_to_any_file_or_shown(tmp_path):
+    # Passwords of lab users, a variable marked secret, one whose name says so,
+    # and one given with --var: none may appear in the run folder or the output.
+    secrets = {"user": "wonderland-pw-9", "marked": "s3cr3t-token-value", "named": "hunter2-registry", "var": "from-the-command-line-77"}
+    scenario = tmp_path / "secrets.yaml"
+    scenario.write_text(
+        "name: secrets\n"
+        "variables:\n"
+        f"  TOKEN_LIKE: {{default: {secrets['marked']}, secret: true}}\n"
+        f"  REGISTRY_PASSWORD: {secrets['named']}\n"
+        "  DEPLOY_KEY: null\n"
+        "lab:\n"
+        f"  users: [{{name: alice, password: {secrets['user']}}}]\n"
+        "  images: [{ref: 'alice/app:1', size: 200KB, private: true}, {ref: 'alpine:3.19', size: 200KB}]\n"
+        "steps:\n"
+        "  - {name: private, pull: 'alice/app:1', login: alice, expect: {served_by: hub}}\n"
+        "  - name: fault-with-secrets\n"
+        "    fault: {name: teapot, kind: http, params: {status: 418, message: '${TOKEN_LIKE} ${REGISTRY_PASSWORD} ${DEPLOY_KEY}'},\n"
+        "            match: {endpoints: [manifest], repository: 'library/*'}}\n"
+        "  - {name: refused, pull: 'alpine:3.19', expect: {ok: false}}\n"
+        "  - {clear: teapot}\n"
+    )
+    run_dir = tmp_path / "run"
+    result = run_chaos("run", str(scenario), "--run-dir", str(run_dir), "--var", f"DEPLOY_KEY={secrets['var']}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = []
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [f"{name} in {path}" for name, value in secrets.items() if value.encode() in data]
+    found += [f"{name} in the output" for name, value in secrets.items() if value in result.stdout + result.stderr]
+    assert not found, found
+    journal = journal_of(run_dir)
+    assert journal["scenario"]["variables"] == {"TOKEN_LIKE": "***", "REGISTRY_PASSWORD": "***", "DEPLOY_KEY": "***"}
+    assert "***" in json.dumps(journal["steps"][1]["inputs"])

@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 import time
+from pathlib import Path
 
 import click
 
 from chaos.cli.options import control_client, with_control
-from chaos.errors import UsageError
+from chaos.errors import UsageError, quoted
+from chaos.vocab.names import ORIGINS
 
 
 @click.group()
@@ -18,16 +22,55 @@ def fault() -> None:
 
 
 @fault.command("list")
+@click.option("--json", "as_json", is_flag=True, help="The faults as the control API returns them: params, match, trigger (with its seed), counters, expiry.")
 @with_control
-def fault_list(control_url, lab_dir) -> None:
+def fault_list(as_json, control_url, lab_dir) -> None:
     """List active faults."""
     faults = control_client(control_url, lab_dir).list()
+    if as_json:
+        click.echo(json.dumps(faults, indent=2))
+        return
     if not faults:
         click.echo("no active faults")
     for item in faults:
         left = max(0.0, item.get("expires_at", 0) - time.time())
+        counters = item.get("counters") or {}
+        trigger = item.get("trigger") or {}
         click.echo(f"{item['name']:<20} {item['kind']:<12} params={json.dumps(item.get('params', {}))} "
-                   f"match={json.dumps({k: v for k, v in item.get('match', {}).items() if v})} expires in {left:.0f}s")
+                   f"match={json.dumps({k: v for k, v in item.get('match', {}).items() if v})}"
+                   + (f" trigger={json.dumps(trigger)}" if trigger else "")
+                   + (f" matched={counters.get('matched', 0)} fired={counters.get('fired', 0)} applied={counters.get('applied', 0)}" if counters else "")
+                   + f" expires in {left:.0f}s")
+
+
+@fault.command("kinds")
+def fault_kinds() -> None:
+    """List the fault kinds with their parameters (required ones first)."""
+    import dataclasses
+    import typing
+
+    from chaos.faults.registry import kinds
+
+    for name, kind in sorted(kinds().items()):
+        hints = typing.get_type_hints(kind.Params)
+        params = []
+        for f in dataclasses.fields(kind.Params):
+            type_name = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                params.append(f"{f.name}: {type_name} (required)")
+            else:
+                params.append(f"{f.name}: {type_name} = {f.default!r}")
+        click.echo(f"{name:<12} {_first_sentence(sys.modules[kind.__module__].__doc__ or '', name)}")
+        for param in params:
+            click.echo(f"{'':<12}   {param}")
+
+
+def _first_sentence(doc: str, name: str) -> str:
+    """The kind module's docstring, its first sentence, without the leading "name:"."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    paragraph = paragraph.removeprefix(f"{name}:").strip()
+    end = paragraph.find(". ")
+    return paragraph if end < 0 else paragraph[: end + 1]
 
 
 def _key_values(pairs: tuple[str, ...], option: str) -> dict:
@@ -35,7 +78,7 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UsageError(f"{option} {pair!r}: expected KEY=VALUE")
+            raise UsageError(f"{option} {quoted(pair)}: expected KEY=VALUE")
         try:
             out[key] = json.loads(value)  # numbers and booleans keep their type
         except json.JSONDecodeError:
@@ -43,28 +86,109 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict:
     return out
 
 
+class _Seconds(click.ParamType):
+    """Seconds: a finite number above 0."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{quoted(value)} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"{quoted(value)}: expected a finite number of seconds above 0", param, ctx)
+        return seconds
+
+
+SECONDS = _Seconds()
+
+
+def _flap(value: str | None) -> dict | None:
+    if value is None:
+        return None
+    period, sep, fraction = value.partition(":")
+    try:
+        return {"period_s": float(period), "down_fraction": float(fraction)} if sep else None
+    except ValueError:
+        pass
+    raise UsageError(f"--flap {quoted(value)}: expected PERIOD_S:DOWN_FRACTION, e.g. 10:0.5")
+
+
 @fault.command("add")
-@click.argument("name")
-@click.option("--kind", "--mode", "kind", required=True, help="Fault kind, e.g. refuse or reset.")
+@click.argument("name", required=False)
+@click.option("-f", "--file", "spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Fault spec(s) from a YAML or JSON file: one mapping, or a list (as in a scenario's fault step).")
+@click.option("--kind", help="Fault kind (`chaos fault kinds` lists them), e.g. refuse or reset.")
 @click.option("-p", "--param", "params", multiple=True, help="Kind parameter KEY=VALUE (repeatable).")
 @click.option("--role", "roles", multiple=True, help="Only this role: registry, auth or cdn (repeatable).")
 @click.option("--host", "hosts", multiple=True, help="Only this host name or glob (repeatable).")
-@click.option("--endpoint", "endpoints", multiple=True, help="Only this endpoint kind, e.g. manifest (repeatable).")
+@click.option("--endpoint", "endpoints", multiple=True, help="Only this endpoint kind, e.g. manifest or manifest_tag (repeatable).")
 @click.option("--method", "methods", multiple=True, help="Only this HTTP method (repeatable).")
 @click.option("--repository", help="Only repositories matching this glob, e.g. 'library/*'.")
-@click.option("--ttl", "ttl_s", type=float, help="Seconds until the fault clears itself (default 300).")
+@click.option("--client", "clients", multiple=True, help="Only requests from this client address, glob or CIDR (repeatable).")
+@click.option("--origin", "origins", multiple=True, type=click.Choice(ORIGINS),
+              help="Only requests from this origin: the mirror, the client engine, the push registry (repeatable).")
+@click.option("--probability", type=click.FloatRange(0, 1), help="Fire for this fraction of matching requests.")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed of --probability's draws (shown by `fault list --json`).")
+@click.option("--first", type=click.IntRange(min=1), help="Fire at most this many times.")
+@click.option("--every", type=click.IntRange(min=1), help="Fire on every Nth matching request.")
+@click.option("--after", type=click.IntRange(min=0), help="Skip the first N matching requests.")
+@click.option("--start-after", "start_after_s", type=SECONDS, help="Seconds after it is added before it can fire.")
+@click.option("--duration", "duration_s", type=SECONDS, help="Seconds it can fire for (from --start-after).")
+@click.option("--flap", help="PERIOD_S:DOWN_FRACTION: fire during the first fraction of every period, e.g. 10:0.5.")
+@click.option("--ttl", "ttl_s", type=SECONDS, help="Seconds until the fault clears itself (default 300).")
 @with_control
-def fault_add(name, kind, params, roles, hosts, endpoints, methods, repository, ttl_s, control_url, lab_dir) -> None:
-    """Switch on fault NAME."""
-    match = {k: list(v) for k, v in (("roles", roles), ("hosts", hosts), ("endpoints", endpoints),
-                                      ("methods", [m.upper() for m in methods])) if v}
-    if repository:
-        match["repository"] = repository
-    spec = {"name": name, "kind": kind, "params": _key_values(params, "--param"), "match": match}
-    if ttl_s is not None:
-        spec["ttl_s"] = ttl_s
-    stored = control_client(control_url, lab_dir).add(spec)
-    click.echo(f"fault {stored['name']} ({stored['kind']}) on, expires in {stored['expires_at'] - time.time():.0f}s")
+def fault_add(name, spec_file, kind, params, roles, hosts, endpoints, methods, repository, clients, origins,
+              probability, seed, first, every, after, start_after_s, duration_s, flap, ttl_s, control_url, lab_dir) -> None:
+    """Switch on fault NAME (or the faults in a file, -f).
+
+    Everything the control API takes can be said with flags: the kind's
+    parameters (-p), the match (--role ... --origin), the trigger
+    (--probability ... --flap) and the lifetime (--ttl)."""
+    flags_used = any([kind, params, roles, hosts, endpoints, methods, repository, clients, origins, ttl_s,
+                      probability is not None, seed is not None, first, every, after, start_after_s, duration_s, flap])
+    if spec_file is not None:
+        if name or flags_used:
+            raise UsageError("fault add -f FILE: the file says everything; give no NAME and no other option")
+        specs = _specs_from_file(spec_file)
+    else:
+        if not name or not kind:
+            raise UsageError("fault add: give NAME and --kind (or -f FILE)")
+        match = {k: list(v) for k, v in (("roles", roles), ("hosts", hosts), ("endpoints", endpoints),
+                                          ("methods", [m.upper() for m in methods]), ("clients", clients),
+                                          ("origins", origins)) if v}
+        if repository:
+            match["repository"] = repository
+        trigger = {k: v for k, v in (("probability", probability), ("seed", seed), ("first", first), ("every", every),
+                                      ("after", after), ("start_after_s", start_after_s), ("duration_s", duration_s),
+                                      ("flap", _flap(flap))) if v is not None}
+        spec = {"name": name, "kind": kind, "params": _key_values(params, "--param"), "match": match}
+        if trigger:
+            spec["trigger"] = trigger
+        if ttl_s is not None:
+            spec["ttl_s"] = ttl_s
+        specs = [spec]
+    control = control_client(control_url, lab_dir)
+    for spec in specs:
+        stored = control.add(spec)
+        click.echo(f"fault {stored['name']} ({stored['kind']}) on, expires in {stored['expires_at'] - time.time():.0f}s")
+
+
+def _specs_from_file(path: Path) -> list[dict]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise UsageError(f"{path}:{mark.line + 1 if mark else 1}: not YAML or JSON: {getattr(exc, 'problem', exc)}") from None
+    specs = data if isinstance(data, list) else [data]
+    if not specs or not all(isinstance(s, dict) for s in specs):
+        raise UsageError(f"{path}: expected a fault spec (a mapping with name and kind) or a list of them")
+    return specs
 
 
 @fault.command("rm")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import click
@@ -11,6 +10,8 @@ import click
 from chaos.cli.options import load_all, var_option
 from chaos.errors import UsageError
 from chaos.vocab.names import ENGINES
+
+RUNS = Path("runs")
 
 
 @click.command()
@@ -43,13 +44,18 @@ def run(scenario_paths, run_dir, tags, var_pairs, engine, keep_lab, dry_run) -> 
         for scenario in scenarios:
             click.echo(plan(scenario))
         return
+    from chaos.runner.run_folders import mark_killed_runs, new_run_folder
+
+    runs_root = RUNS if run_dir is None else (run_dir.parent if len(scenarios) == 1 else run_dir)
+    for killed in mark_killed_runs(runs_root):
+        click.echo(f"chaos: an earlier run was killed before it ended: {killed} (now marked killed)", err=True)
+    folders = [new_run_folder(RUNS, s.name) if run_dir is None else (run_dir if len(scenarios) == 1 else run_dir / s.name)
+               for s in scenarios]
+    for folder in folders:
+        if (folder / "journal.json").exists():
+            raise UsageError(f"--run-dir {folder}: holds an earlier run (its journal.json); give a new folder")
     journals = []
-    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
-    for scenario in scenarios:
-        if run_dir is None:
-            folder = Path("runs") / f"{stamp}-{scenario.name}"
-        else:
-            folder = run_dir if len(scenarios) == 1 else run_dir / scenario.name
+    for scenario, folder in zip(scenarios, folders):
         journals.append(_run_one(scenario, folder, engine, keep_lab))
     if len(journals) > 1:
         click.echo(scenarios_line(journals))
@@ -117,11 +123,32 @@ def _preflight_engines(engines: set[str], state) -> None:
 @click.argument("scenario_paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @var_option
 def validate(scenario_paths, var_pairs) -> None:
-    """Check scenario files (or folders of them) without starting anything."""
-    for scenario in load_all(scenario_paths, var_pairs):
-        count = len(scenario.all_steps())
-        click.echo(f"{scenario.path}: ok ({scenario.name}, {count} step{'s' if count != 1 else ''}, "
-                   f"{len(scenario.lab.images)} image{'s' if len(scenario.lab.images) != 1 else ''})")
+    """Check scenario files (or folders of them) without starting anything.
+
+    Every file is reported, ok or with its error; exit 2 if any is bad."""
+    from chaos.cli.options import check_overrides_used, scenario_files
+    from chaos.cli.plan import plural
+    from chaos.errors import ScenarioError
+    from chaos.language.variables import parse_overrides
+    from chaos.scenario.loader import load_scenario
+
+    overrides = parse_overrides(var_pairs)
+    scenarios, bad = [], 0
+    for path in scenario_files(scenario_paths):
+        try:
+            scenario = load_scenario(path, overrides=overrides)
+        except ScenarioError as exc:
+            bad += 1
+            click.echo(f"chaos: error: {exc}", err=True)
+            continue
+        scenarios.append(scenario)
+        click.echo(f"{scenario.path}: ok ({scenario.name}, {plural(len(scenario.all_steps()), 'step')}, "
+                   f"{plural(len(scenario.lab.images), 'image')})")
+    if not bad:
+        check_overrides_used(overrides, scenarios)
+    if bad:
+        total = len(scenarios) + bad
+        raise UsageError(f"{bad} of {total} scenario file{'s' if total != 1 else ''} {'is' if bad == 1 else 'are'} not valid")
 
 
 @click.command()
@@ -143,10 +170,12 @@ def report(runs) -> None:
     from chaos.journal import Journal, JournalError
     from chaos.report.console import render, scenarios_line
 
+    from chaos.runner.run_folders import settle_if_killed
+
     journals = []
     for path in _journal_files(runs):
         try:
-            journals.append(Journal.load(path))
+            journals.append(settle_if_killed(path, Journal.load(path)))
         except JournalError as exc:
             raise UsageError(f"{path}: {exc}") from None
     for journal in journals:

@@ -5,7 +5,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from chaos.language.fields import Ctx, comparison, did_you_mean, duration, known_keys, line_of, optional_bool, optional_str
+from chaos.errors import quoted
+from chaos.language.fields import (
+    Ctx,
+    comparison,
+    did_you_mean,
+    duration,
+    known_keys,
+    line_of,
+    optional_bool,
+    optional_str,
+)
 from chaos.language.marked_yaml import MarkedDict
 from chaos.language.model import Expectation
 from chaos.language.schema_parts import COMPARISON
@@ -31,7 +41,7 @@ def parse_expect(ctx: Ctx, node: Any, line: int, kind: str, allowed: tuple[str, 
     if isinstance(error, str):
         error = [error]
     if not isinstance(error, list) or not all(isinstance(e, str) and re.fullmatch(r"[A-Z][A-Z_]*", e) for e in error):
-        raise ctx.fail(node.line_of("error"), f"error: expected registry error codes like UNAUTHORIZED, got {node.get('error')!r}")
+        raise ctx.fail(node.line_of("error"), f"error: expected registry error codes like UNAUTHORIZED, got {quoted(node.get('error'))}")
     if error and ok is True:
         raise ctx.fail(node.line_of("error"), "error: an expected error code contradicts ok: true")
     message = None
@@ -44,14 +54,14 @@ def parse_expect(ctx: Ctx, node: Any, line: int, kind: str, allowed: tuple[str, 
             raise ctx.fail(node.line_of("message"), f"message: not a valid regular expression: {exc}") from None
     served_by = node.get("served_by")
     if served_by is not None and served_by not in SERVED_BY:
-        raise ctx.fail(node.line_of("served_by"), f"served_by: expected {' or '.join(SERVED_BY)}, got {served_by!r}")
+        raise ctx.fail(node.line_of("served_by"), f"served_by: expected {' or '.join(SERVED_BY)}, got {quoted(served_by)}")
     upstream = counts(ctx, node.get("upstream", {}), node.line_of("upstream"), "upstream")
     within = duration(ctx, node["within"], node.line_of("within"), "within") if "within" in node else None
     success_rate = None
     if "success_rate" in node:
         success_rate = comparison(ctx, node["success_rate"], node.line_of("success_rate"), "success_rate")
         if not 0 <= success_rate.value <= 1:
-            raise ctx.fail(node.line_of("success_rate"), f"success_rate: expected a fraction from 0 to 1, got {node['success_rate']!r}")
+            raise ctx.fail(node.line_of("success_rate"), f"success_rate: expected a fraction from 0 to 1, got {quoted(node['success_rate'])}")
     return Expectation(
         ok=ok,
         error=tuple(str(e) for e in error),
@@ -76,7 +86,7 @@ def counts(ctx: Ctx, node: Any, line: int, key: str):
         if kind not in COUNTABLE:
             raise ctx.fail(
                 kind_line,
-                f"{key}: unknown endpoint kind {kind!r}{did_you_mean(kind, COUNTABLE)} (expected one of: {', '.join(COUNTABLE)})",
+                f"{key}: unknown endpoint kind {quoted(kind)}{did_you_mean(kind, COUNTABLE)} (expected one of: {', '.join(COUNTABLE)})",
             )
         out.append((str(kind), comparison(ctx, value, kind_line, f"{key}.{kind}")))
     return tuple(out)

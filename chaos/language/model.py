@@ -141,7 +141,9 @@ class Scenario:
     target: Target | None = None
     steady_state: tuple[Step, ...] = ()
     rollback: tuple[Step, ...] = ()
-    variables: dict[str, str] = field(default_factory=dict)  # the values used, for the journal
+    variables: dict[str, str] = field(default_factory=dict)  # the values used, secrets as ***: for the journal
+    variable_names: frozenset[str] = frozenset()  # declared or used: `--var` must name one
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)  # passwords and secret variables' values: never written
 
     def all_steps(self) -> tuple[Step, ...]:
         return self.steady_state + self.steps + self.rollback

@@ -6,7 +6,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from chaos.language.fields import Ctx, a_list, known_keys, optional_bool, plain, reference, size, whole_number
+from chaos.errors import quoted
+from chaos.language.fields import (
+    Ctx,
+    a_list,
+    known_keys,
+    optional_bool,
+    plain,
+    reference,
+    size,
+    whole_number,
+)
 from chaos.language.marked_yaml import MarkedDict
 from chaos.language.model import SeedImage
 from chaos.language.schema_parts import IMAGE, SIZE, closed_object
@@ -31,7 +41,7 @@ def parse_seed_image(ctx: Ctx, node: Any, line: int) -> SeedImage:
     if isinstance(platforms, str):
         platforms = [platforms]
     if not isinstance(platforms, list) or not platforms or not all(isinstance(p, str) and _PLATFORM.match(p) for p in platforms):
-        raise ctx.fail(node.line_of("platforms"), f"platforms: expected os/arch names like linux/amd64, got {plain(platforms)!r}")
+        raise ctx.fail(node.line_of("platforms"), f"platforms: expected os/arch names like linux/amd64, got {quoted(plain(platforms))}")
     readers = a_list(ctx, node, "readers")
     if not all(isinstance(r, str) for r in readers):
         raise ctx.fail(node.line_of("readers"), "readers: expected a list of user names")

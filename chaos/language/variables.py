@@ -15,12 +15,15 @@ from typing import Any
 
 import yaml
 
-from chaos.errors import ScenarioError
+from chaos.errors import ScenarioError, quoted
 from chaos.language.marked_yaml import MarkedDict, MarkedList, MarkedStr
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _BAD_REFERENCE = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|api_?key|credential|private_?key", re.IGNORECASE)
+"""Variable names that hold secrets whatever the file says: their values never reach a file or a screen."""
+REDACTED = "***"
 
 
 def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -31,18 +34,39 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not _NAME.match(name):
-            raise UsageError(f"--var {pair!r}: expected NAME=VALUE with NAME made of letters, digits and _")
+            raise UsageError(f"--var {quoted(pair)}: expected NAME=VALUE with NAME made of letters, digits and _")
         out[name] = value
     return out
 
 
 class Variables:
-    def __init__(self, filename: str, declared: Mapping[str, Any], overrides: Mapping[str, str], environ: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        filename: str,
+        declared: Mapping[str, Any],
+        overrides: Mapping[str, str],
+        environ: Mapping[str, str] | None = None,
+        *,
+        marked_secret: frozenset[str] = frozenset(),
+    ):
         self.filename = filename
         self.declared = declared
         self.overrides = overrides
         self.environ = os.environ if environ is None else environ
+        self.marked_secret = marked_secret
         self.used: dict[str, str] = {}
+
+    def is_secret(self, name: str) -> bool:
+        return name in self.marked_secret or bool(SECRET_NAME.search(name))
+
+    @property
+    def for_the_journal(self) -> dict[str, str]:
+        """The values used, secrets replaced."""
+        return {name: (REDACTED if self.is_secret(name) else value) for name, value in self.used.items()}
+
+    @property
+    def secret_values(self) -> frozenset[str]:
+        return frozenset(value for name, value in self.used.items() if self.is_secret(name) and value)
 
     def _lookup(self, name: str, default: str | None, line: int) -> str:
         if name in self.overrides:
@@ -55,7 +79,7 @@ class Variables:
             value = default
         else:
             raise ScenarioError(
-                f"{self.filename}:{line}: undefined variable {name!r} "
+                f"{self.filename}:{line}: undefined variable {quoted(name)} "
                 f"(set it with --var {name}=VALUE, in the environment, or under variables:)"
             )
         self.used[name] = value
@@ -77,7 +101,7 @@ class Variables:
 
     def _substitute_text(self, text: MarkedStr) -> Any:
         if _BAD_REFERENCE.search(text):
-            raise ScenarioError(f"{self.filename}:{text.line}: malformed variable reference in {str(text)!r} (expected ${{NAME}} or ${{NAME:-default}})")
+            raise ScenarioError(f"{self.filename}:{text.line}: malformed variable reference in {quoted(str(text))} (expected ${{NAME}} or ${{NAME:-default}})")
         whole = _REFERENCE.fullmatch(text)
         if whole:
             value = self._lookup(whole.group(1), whole.group(2), text.line)

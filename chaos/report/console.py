@@ -45,8 +45,8 @@ def summary_line(journal: Journal) -> str:
     names = ", ".join(dict.fromkeys(s.name for s in failed))
     if journal.status == "interrupted":
         verdict = "interrupted"
-    elif journal.status == "running":
-        verdict = "cut short (the run was killed before it ended)"
+    elif journal.status in ("running", "killed"):
+        verdict = "cut short: the run was killed before it ended"
     elif not failed:
         verdict = "all expectations held"
     else:

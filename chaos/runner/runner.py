@@ -19,7 +19,7 @@ from pathlib import Path
 
 from chaos.clients.mirror_probe import MirrorSnapshot
 from chaos.errors import ChaosError
-from chaos.journal import Journal, PlannedStep, StepRecord, Verdict, now_iso
+from chaos.journal import Journal, PlannedStep, Redactor, StepRecord, Verdict, now_iso
 from chaos.language.model import Scenario, Step
 from chaos.runner.context import RunContext
 from chaos.runner.environment import RunEnvironment
@@ -70,6 +70,7 @@ class Runner:
             run_dir=str(run_dir),
             lab={k: v for k, v in vars(env.state).items() if k not in ("users", "process_groups")},
             plan=[PlannedStep(step.name, phase, step.kind, describe(step)) for phase, steps in phases(scenario) for step in steps],
+            redactor=Redactor(scenario.secrets),
         )
         self.faults = FaultBook(env.control, self.journal)
         self.tap = TapReader(env.control, self._wait_for_quiet)
@@ -132,7 +133,8 @@ class Runner:
     def _run_phase(self, phase: str, steps: tuple[Step, ...]) -> bool:
         held = True
         for step in steps:
-            record = self._run_step(step, phase)
+            # Secrets never reach the journal nor the console: masked before either sees the record.
+            record = StepRecord.from_dict(self.journal.redactor.data(self._run_step(step, phase).to_dict()))
             self.journal.steps.append(record)
             self.journal.write(self.journal_path)
             self.on_step_end(record)

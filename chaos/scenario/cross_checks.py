@@ -6,6 +6,7 @@ inside an action."""
 
 from __future__ import annotations
 
+from chaos.errors import quoted
 from chaos.language.fields import Ctx, did_you_mean
 from chaos.language.model import Scenario
 from chaos.steps.registry import kinds
@@ -23,7 +24,7 @@ def check_names(ctx: Ctx, scenario: Scenario) -> None:
     seen: dict[str, str] = {}
     for step in scenario.all_steps():
         if step.name in seen:
-            raise ctx.fail(step.line, f"duplicate step name {step.name!r} (first at {seen[step.name]})")
+            raise ctx.fail(step.line, f"duplicate step name {quoted(step.name)} (first at {seen[step.name]})")
         seen[step.name] = step.loc
 
 
@@ -37,7 +38,7 @@ def check_references(ctx: Ctx, scenario: Scenario) -> None:
         for key, ref in refs:
             if ref not in earlier:
                 where = "a later step" if ref in all_names else "no step"
-                raise ctx.fail(step.line, f"{key}: {ref!r} names {where}; it must name an earlier step{did_you_mean(ref, sorted(earlier))}")
+                raise ctx.fail(step.line, f"{key}: {quoted(ref)} names {where}; it must name an earlier step{did_you_mean(ref, sorted(earlier))}")
         earlier.add(step.name)
 
 
@@ -47,7 +48,7 @@ def check_logins(ctx: Ctx, scenario: Scenario) -> None:
         for login in kinds()[step.kind].logins(step.action):
             if login not in users:
                 where = "target.users" if scenario.target else "lab.users"
-                raise ctx.fail(step.line, f"login: unknown user {login!r}; {where} defines: {', '.join(sorted(users)) or 'nobody'}")
+                raise ctx.fail(step.line, f"login: unknown user {quoted(login)}; {where} defines: {', '.join(sorted(users)) or 'nobody'}")
 
 
 def check_cleared_faults(ctx: Ctx, scenario: Scenario) -> None:
@@ -59,7 +60,7 @@ def check_cleared_faults(ctx: Ctx, scenario: Scenario) -> None:
         defined.update(kind.faults_switched_on(step.action))
         for name in kind.faults_cleared(step.action):
             if name not in defined:
-                raise ctx.fail(step.line, f"clear: no earlier step switches on a fault named {name!r}{did_you_mean(name, sorted(defined))}")
+                raise ctx.fail(step.line, f"clear: no earlier step switches on a fault named {quoted(name)}{did_you_mean(name, sorted(defined))}")
 
 
 def check_where(ctx: Ctx, scenario: Scenario) -> None:

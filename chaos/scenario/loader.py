@@ -14,8 +14,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chaos.language.fields import Ctx, a_list, duration, known_keys, optional_bool, optional_str, required_str
-from chaos.language.marked_yaml import MarkedDict, MarkedList, load_marked, load_marked_text
+from chaos.errors import quoted
+from chaos.language.fields import (
+    Ctx,
+    a_list,
+    duration,
+    known_keys,
+    optional_bool,
+    optional_str,
+    required_str,
+)
+from chaos.language.marked_yaml import (
+    MarkedDict,
+    MarkedList,
+    load_marked,
+    load_marked_text,
+)
 from chaos.language.model import LabSpec, Scenario, Target, User
 from chaos.language.seed_image import parse_seed_image
 from chaos.language.variables import Variables
@@ -53,8 +67,8 @@ def _parse(doc: Any, filename: str, overrides: Mapping[str, str], environ: Mappi
     if not isinstance(doc, MarkedDict):
         raise ctx.fail(getattr(doc, "line", 1), "a scenario is a mapping with name, lab and steps")
     known_keys(ctx, doc, TOP_KEYS, "scenario")
-    declared = _parse_variables(ctx, doc)
-    variables = Variables(filename, declared, overrides, environ)
+    declared, marked_secret = _parse_variables(ctx, doc)
+    variables = Variables(filename, declared, overrides, environ, marked_secret=marked_secret)
     doc = variables.substitute(doc)
 
     name = required_str(ctx, doc, "name", "scenario")
@@ -91,7 +105,9 @@ def _parse(doc: Any, filename: str, overrides: Mapping[str, str], environ: Mappi
     scenario = Scenario(
         name=name, description=description, path=filename, lab=lab, steps=sections["steps"], tags=tags,
         target=target, steady_state=sections["steady_state"], rollback=sections["rollback"],
-        variables=dict(variables.used),
+        variables=variables.for_the_journal,
+        variable_names=frozenset(declared) | frozenset(variables.used),
+        secrets=variables.secret_values | frozenset(u.password for u in (target.users if target else lab.users)),
     )
     check_scenario(ctx, scenario)
     return scenario
@@ -105,20 +121,26 @@ def _kind_hint(item: Any) -> str:
     return "step"
 
 
-def _parse_variables(ctx: Ctx, doc: MarkedDict) -> dict[str, Any]:
+def _parse_variables(ctx: Ctx, doc: MarkedDict) -> tuple[dict[str, Any], frozenset[str]]:
+    """NAME: default (null: must be given), or NAME: {default: ..., secret: true}."""
     node = doc.get("variables")
     if node is None:
-        return {}
+        return {}, frozenset()
     if not isinstance(node, MarkedDict):
         raise ctx.fail(doc.line_of("variables"), "variables: expected a mapping of NAME to default value (null: must be given)")
-    out = {}
+    out, secret = {}, set()
     for key, value in node.items():
         if not isinstance(key, str) or not _VARIABLE.match(key):
-            raise ctx.fail(node.line_of(key), f"variables: {key!r} is not a variable name (letters, digits and _)")
+            raise ctx.fail(node.line_of(key), f"variables: {quoted(key)} is not a variable name (letters, digits and _)")
+        if isinstance(value, MarkedDict):
+            known_keys(ctx, value, ("default", "secret"), f"variables.{key}")
+            if optional_bool(ctx, value, "secret"):
+                secret.add(key)
+            value = value.get("default")
         if isinstance(value, (dict, list)):
-            raise ctx.fail(node.line_of(key), f"variables.{key}: expected a plain value")
+            raise ctx.fail(node.line_of(key), f"variables.{key}: expected a plain value, or a mapping with default and secret")
         out[key] = value
-    return out
+    return out, frozenset(secret)
 
 
 def _parse_tags(ctx: Ctx, doc: MarkedDict) -> tuple[str, ...]:
@@ -126,7 +148,7 @@ def _parse_tags(ctx: Ctx, doc: MarkedDict) -> tuple[str, ...]:
     if isinstance(tags, str):
         tags = [tags]
     if not isinstance(tags, list) or not all(isinstance(t, str) and _TAG.match(t) for t in tags):
-        raise ctx.fail(doc.line_of("tags"), f"tags: expected lowercase words, got {tags!r}")
+        raise ctx.fail(doc.line_of("tags"), f"tags: expected lowercase words, got {quoted(tags)}")
     return tuple(str(t) for t in tags)
 
 
@@ -173,7 +195,7 @@ def _parse_target(ctx: Ctx, node: Any, line: int) -> Target:
     def url(key: str, required: bool) -> str | None:
         value = required_str(ctx, node, key, "target") if required else optional_str(ctx, node, key)
         if value is not None and not _URL.match(value):
-            raise ctx.fail(node.line_of(key), f"target.{key}: expected an http:// or https:// URL, got {value!r}")
+            raise ctx.fail(node.line_of(key), f"target.{key}: expected an http:// or https:// URL, got {quoted(value)}")
         return value.rstrip("/") if value else None
 
     return Target(

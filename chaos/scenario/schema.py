@@ -15,7 +15,13 @@ import json
 from typing import Any
 
 from chaos.language.expect import counts_schema
-from chaos.language.schema_parts import COMPARISON, DURATION, IMAGE, STEP_NAME, closed_object
+from chaos.language.schema_parts import (
+    COMPARISON,
+    DURATION,
+    IMAGE,
+    STEP_NAME,
+    closed_object,
+)
 from chaos.language.seed_image import seed_image_schema
 from chaos.scenario.loader import LAB_KEYS, SECTIONS, TARGET_KEYS, TOP_KEYS
 from chaos.steps.parse import COMMON_KEYS
@@ -79,7 +85,10 @@ def scenario_schema() -> dict:
         "name": {"type": "string"},
         "description": {"type": "string"},
         "tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]*$"}},
-        "variables": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
+        "variables": {"type": "object", "additionalProperties": {"anyOf": [
+            {"type": ["string", "number", "boolean", "null"]},
+            closed_object({"default": {"type": ["string", "number", "boolean", "null"]}, "secret": {"type": "boolean"}}),
+        ]}},
         "defaults": closed_object({"timeout": DURATION}),
         "lab": lab,
         "target": target,

@@ -6,8 +6,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from chaos.errors import quoted
 from chaos.language.expect import parse_expect
-from chaos.language.fields import Ctx, did_you_mean, duration, known_keys, optional_str, whole_number
+from chaos.language.fields import (
+    Ctx,
+    did_you_mean,
+    duration,
+    known_keys,
+    optional_str,
+    whole_number,
+)
 from chaos.language.marked_yaml import MarkedDict
 from chaos.language.model import Repeat, Step
 from chaos.steps.registry import kinds
@@ -34,7 +42,7 @@ def parse_step(ctx: Ctx, node: Any, line: int, label: str, default_timeout_s: fl
     known_keys(ctx, node, COMMON_KEYS + (kind_name,) + kind.extra_keys, f"{kind_name} step")
     name = node.get("name", label)
     if not isinstance(name, str) or not _STEP_NAME.match(name):
-        raise ctx.fail(node.line_of("name"), f"name: step names are letters, digits, '.', '_' and '-', got {name!r}")
+        raise ctx.fail(node.line_of("name"), f"name: step names are letters, digits, '.', '_' and '-', got {quoted(name)}")
     timeout_s = duration(ctx, node.get("timeout", default_timeout_s), node.line_of("timeout"), "timeout")
     repeat = None
     if "repeat" in node:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from chaos.errors import BadReference
+from chaos.errors import BadReference, quoted
 from chaos.vocab.hub import DOCKER_IO as HUB_DOMAIN
 from chaos.vocab.hub import REFERENCE_ALIASES as _HUB_ALIASES
 
@@ -51,32 +51,32 @@ def parse_reference(text: str) -> ImageReference:
     """Parse a Docker Hub image reference; raise BadReference naming the problem."""
     original = text
     if not isinstance(text, str) or not text.strip():
-        raise BadReference(f"invalid image reference {original!r}: empty")
+        raise BadReference(f"invalid image reference {quoted(original)}: empty")
     text = text.strip()
     digest = None
     if "@" in text:
         text, digest = text.split("@", 1)
         if not _DIGEST.match(digest):
             raise BadReference(
-                f"invalid image reference {original!r}: digest must be sha256:<64 hex digits>"
+                f"invalid image reference {quoted(original)}: digest must be sha256:<64 hex digits>"
             )
     tag = None
     last = text.rsplit("/", 1)[-1]
     if ":" in last:
         text, tag = text.rsplit(":", 1)
         if not _TAG.match(tag):
-            raise BadReference(f"invalid image reference {original!r}: bad tag {tag!r}")
+            raise BadReference(f"invalid image reference {quoted(original)}: bad tag {quoted(tag)}")
     parts = text.split("/")
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
         if parts[0] not in _HUB_ALIASES:
             raise BadReference(
-                f"invalid image reference {original!r}: registry {parts[0]!r} is not Docker Hub"
+                f"invalid image reference {quoted(original)}: registry {quoted(parts[0])} is not Docker Hub"
             )
         parts = parts[1:]
     path = "/".join(parts)
     if not _PATH.match(path):
         raise BadReference(
-            f"invalid image reference {original!r}: repository name must be lowercase "
+            f"invalid image reference {quoted(original)}: repository name must be lowercase "
             "letters, digits and separators (., _, __, -) in /-separated parts"
         )
     if len(parts) == 1:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from chaos.errors import quoted
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]*)\s*$")
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -24,27 +26,27 @@ def parse_size(value: int | str) -> int:
     Fractions are truncated to whole bytes.
     """
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(f"invalid size {value!r}: expected a number of bytes or a string like '5MB'")
+        raise ValueError(f"invalid size {quoted(value)}: expected a number of bytes or a string like '5MB'")
     if isinstance(value, int):
         if value < 0:
-            raise ValueError(f"invalid size {value!r}: must not be negative")
+            raise ValueError(f"invalid size {quoted(value)}: must not be negative")
         return value
     match = _SIZE.match(value)
     if not match:
         raise ValueError(
-            f"invalid size {value!r}: expected a number and an optional unit "
+            f"invalid size {quoted(value)}: expected a number and an optional unit "
             f"(B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. '5MB' or '512KiB'"
         )
     number, unit = match.groups()
     multiplier = _SIZE_UNITS.get(unit.lower())
     if multiplier is None:
         raise ValueError(
-            f"invalid size {value!r}: unknown unit {unit!r} (expected B, kB, MB, GB, TB, KiB, MiB, GiB or TiB)"
+            f"invalid size {quoted(value)}: unknown unit {quoted(unit)} (expected B, kB, MB, GB, TB, KiB, MiB, GiB or TiB)"
         )
     try:
         return int(Decimal(number) * multiplier)
     except InvalidOperation:  # pragma: no cover - the regex admits only plain decimals
-        raise ValueError(f"invalid size {value!r}") from None
+        raise ValueError(f"invalid size {quoted(value)}") from None
 
 
 def parse_duration(value: object) -> float:
@@ -53,7 +55,7 @@ def parse_duration(value: object) -> float:
         return float(value)
     if isinstance(value, str) and (match := _DURATION.match(value)):
         return float(match.group(1)) * _SECONDS_PER[match.group(2)]
-    raise ValueError(f"expected a duration like 30s, 500ms or 2m, got {value!r}")
+    raise ValueError(f"expected a duration like 30s, 500ms or 2m, got {quoted(value)}")
 
 
 def human_bytes(size: int) -> str:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chaos.errors import UsageError
+from chaos.errors import UsageError, quoted
 from chaos.journal import Verdict
 from chaos.language.expect import counts, counts_schema
 from chaos.language.fields import Ctx, known_keys, optional_str, reference_value
@@ -19,7 +19,12 @@ from chaos.steps.kind import StepKind
 from chaos.steps.outcome import ActionResult, Outcome
 from chaos.steps.registry import register
 from chaos.steps.repeat import repeated
-from chaos.steps.verdicts import Evidence, attempt_verdicts, count_verdicts, judge_results
+from chaos.steps.verdicts import (
+    Evidence,
+    attempt_verdicts,
+    count_verdicts,
+    judge_results,
+)
 
 if TYPE_CHECKING:
     from chaos.clients.mirror_probe import MirrorSnapshot
@@ -52,7 +57,7 @@ def parse_check_body(ctx: Ctx, value: Any, line: int, what: str = "check") -> Ch
         out = []
         for item in items:
             if not isinstance(item, str):
-                raise ctx.fail(value.line_of(key), f"{key}: expected repository names, got {item!r}")
+                raise ctx.fail(value.line_of(key), f"{key}: expected repository names, got {quoted(item)}")
             out.append(reference_value(ctx, item, value.line_of(key)).repository)
         return tuple(out)
 

@@ -11,7 +11,11 @@ from chaos.errors import ChaosError
 from chaos.language.fields import Ctx, known_keys, optional_str
 from chaos.language.marked_yaml import MarkedDict
 from chaos.language.model import SeedImage, Step
-from chaos.language.seed_image import SEED_IMAGE_KEYS, parse_seed_image, seed_image_schema
+from chaos.language.seed_image import (
+    SEED_IMAGE_KEYS,
+    parse_seed_image,
+    seed_image_schema,
+)
 from chaos.steps.context import StepContext
 from chaos.steps.kind import StepKind
 from chaos.steps.outcome import ActionResult, Outcome

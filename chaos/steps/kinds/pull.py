@@ -7,7 +7,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chaos.language.fields import Ctx, did_you_mean, optional_str, reference_value, whole_number
+from chaos.errors import quoted
+from chaos.language.fields import (
+    Ctx,
+    did_you_mean,
+    optional_str,
+    reference_value,
+    whole_number,
+)
 from chaos.language.marked_yaml import MarkedDict
 from chaos.language.model import Step
 from chaos.language.schema_parts import IMAGE
@@ -50,7 +57,7 @@ class Pull(StepKind):
         concurrency = whole_number(ctx, node.get("concurrency", 1), node.line_of("concurrency"), "concurrency", 1, 64)
         engine = optional_str(ctx, node, "engine")
         if engine is not None and engine not in ENGINES:
-            raise ctx.fail(node.line_of("engine"), f"engine: unknown engine {engine!r}{did_you_mean(engine, ENGINES)} (available: {', '.join(ENGINES)})")
+            raise ctx.fail(node.line_of("engine"), f"engine: unknown engine {quoted(engine)}{did_you_mean(engine, ENGINES)} (available: {', '.join(ENGINES)})")
         return PullAction(images=images, login=optional_str(ctx, node, "login"), concurrency=concurrency, engine=engine)
 
     def schema(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chaos.errors import quoted
 from chaos.language.fields import Ctx, known_keys, optional_str, reference, size
 from chaos.language.marked_yaml import MarkedDict
 from chaos.language.model import LabSpec, Step, Target
@@ -44,7 +45,7 @@ class Push(StepKind):
         ref = reference(ctx, value, "image")
         to = value.get("to", "mirror")
         if to not in TARGETS:
-            raise ctx.fail(value.line_of("to"), f"to: unknown push target {to!r} (expected one of: {', '.join(TARGETS)})")
+            raise ctx.fail(value.line_of("to"), f"to: unknown push target {quoted(to)} (expected one of: {', '.join(TARGETS)})")
         login = optional_str(ctx, value, "login")
         if to == "hub" and login is None:
             raise ctx.fail(value.line_of("to"), "push to hub needs a login (Hub never takes anonymous pushes)")

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chaos.errors import ChaosError
+from chaos.errors import ChaosError, quoted
 from chaos.language.fields import Ctx, did_you_mean
 from chaos.language.marked_yaml import MarkedDict
 from chaos.language.model import Step
@@ -34,7 +34,7 @@ class Restart(StepKind):
     def parse(self, ctx: Ctx, node: MarkedDict, line: int) -> RestartAction:
         value = node["restart"]
         if value not in COMPONENTS:
-            raise ctx.fail(line, f"restart: unknown component {value!r}{did_you_mean(str(value), COMPONENTS)} (expected one of: {', '.join(COMPONENTS)})")
+            raise ctx.fail(line, f"restart: unknown component {quoted(value)}{did_you_mean(str(value), COMPONENTS)} (expected one of: {', '.join(COMPONENTS)})")
         return RestartAction(component=str(value))
 
     def schema(self) -> dict[str, Any]:
