@@ -3,26 +3,35 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test setup system-packages clean
+.PHONY: demo test demo-packages test-packages clean
 
-demo: setup
+demo: demo-packages $(STAMP)
 	$(VENV)/bin/chaos run scenarios/hub-down.yaml
 
-test: setup
+test: test-packages $(TEST_STAMP)
 	$(VENV)/bin/pytest
 
-setup: system-packages $(STAMP)
+# The demo needs only the registry; the tests drive every engine's real
+# client and render the HTML report in a real browser.
+demo-packages:
+	@PYTHON=$(PYTHON) sh scripts/ensure-system-packages docker-registry
 
-system-packages:
-	@PYTHON=$(PYTHON) sh scripts/ensure-system-packages
+test-packages:
+	@PYTHON=$(PYTHON) sh scripts/ensure-system-packages docker-registry skopeo docker.io containerd chromium
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "hub-chaos needs Python >= 3.11 ($(PYTHON) is older; run make PYTHON=python3.11 ...)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -e .
 	@touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	@touch $(TEST_STAMP)
+
+# Run folders (runs/) are the user's history: never removed here.
 clean:
-	rm -rf $(VENV) runs .chaos *.egg-info
+	rm -rf $(VENV) .chaos *.egg-info build

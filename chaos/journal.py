@@ -25,8 +25,12 @@ Each step record: index, name, phase, kind, loc, description, inputs, expect
 outcome (see chaos.steps.outcome.Outcome.to_dict: ok, summary, error_code,
 message, seconds, results [per attempt], details), verdicts [{what, expected,
 actual, ok}], passed, faults_active [names], events [the fault proxy's tap
-events during the step], mirror (catalog, stored repositories, storage bytes
-after the step), error.
+events of requests the step started; `late: true` on one that ended during a
+later step], held [requests still in flight when the step ended],
+components_down {component: why}, mirror (catalog, stored repositories,
+storage bytes after the step), diagnosis ({summary, chain: [{link, text}]}:
+why a failed or fallen-back step came out so, see chaos.report.diagnosis),
+error.
 
 This module is the format's one definition: the runner writes it, reports
 read it, and it depends on nothing else of chaos.
@@ -136,7 +140,10 @@ class StepRecord:
     passed: bool = False
     faults_active: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    held: list[dict[str, Any]] = field(default_factory=list)  # requests still in flight through the proxy when the step ended
+    components_down: dict[str, str] = field(default_factory=dict)  # lab component -> why it is not running
     mirror: dict[str, Any] = field(default_factory=dict)
+    diagnosis: dict[str, Any] | None = None  # why it came out so: {summary, chain: [{link, text}]}
     error: str | None = None
 
     @property

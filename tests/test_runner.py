@@ -373,3 +373,25 @@ def test_steps_run_on_a_worker_thread_unless_their_kind_starts_processes(tmp_pat
     assert journal.status == "completed"
     assert seen == [("restart", True), ("publish", False)]
     assert records(journal)["p"].outcome["results"][0]["digest"] == "sha256:" + "f" * 64
+
+
+def test_a_request_held_open_across_steps_belongs_to_the_step_that_started_it(tmp_path):
+    control = FakeControl()
+    started = {}
+
+    def engine_for(name):
+        if "held" not in started:
+            started["held"] = time.time()  # the mirror's request starts in step one ...
+            return FakeEngine(ok_pull())
+        # ... and reaches the tap (it ended) only during step two.
+        return FakeEngine(ok_pull(), before_return=lambda: control.emit(kind="manifest", ts=started["held"], status=None, fault="hole"))
+
+    runner, _, _ = make_runner(tmp_path, """\
+  - {name: one, pull: alpine:3.19}
+  - {name: two, pull: alpine:3.19, expect: {upstream: {manifest: 0}}}
+""", engine_for=engine_for, control=control)
+    steps = records(runner.run())
+    assert steps["two"].events == [] and steps["two"].passed
+    (late,) = steps["one"].events
+    assert late["late"] is True and late["fault"] == "hole"
+    assert Journal.load(tmp_path / "journal.json").steps[0].events[0]["late"] is True

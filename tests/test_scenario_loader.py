@@ -10,7 +10,7 @@ import pytest
 
 from chaos.errors import ScenarioError
 from chaos.scenario.loader import load_scenario
-from chaos.language.model import Comparison
+from chaos.language.model import Comparison, Counts
 from chaos.steps.kinds.check import CheckAction
 from chaos.steps.kinds.fault import FaultAction
 from chaos.steps.kinds.pull import PullAction
@@ -66,7 +66,7 @@ def test_good_scenario_becomes_dataclasses(tmp_path):
     assert private.action.login == "alice"
     assert isinstance(look.action, CheckAction) and look.action.cached == ("library/alpine",)
     assert isinstance(down.action, FaultAction) and down.action.name == "hub-down"
-    assert again.expect.same_digest_as == "warm" and again.expect.upstream == (("blob_bytes", Comparison("==", 0)),)
+    assert again.expect.same_digest_as == "warm" and again.expect.upstream == (Counts((("blob_bytes", Comparison("==", 0)),)),)
     assert clear.name == "06-clear" and clear.action.names == ()
     assert scenario.lab.images[1].size_bytes == 2_000_000  # default size for a bare reference
     assert warm.loc.endswith("s.yaml:10")
@@ -122,6 +122,15 @@ BAD = [
     ("name: t\ntags: [Smoke]\nsteps:\n  - pull: alpine\n", 2, "tags: expected lowercase"),
     ("name: t\nsteady_state:\n  - {name: a, pull: alpine}\nsteps:\n  - {name: a, pull: alpine}\n", 5, "duplicate step name 'a'"),
     ("name: t\nsteps:\n  - check: {storage_grew_since: later}\n  - {name: later, pull: alpine}\n", 3, "names a later step"),
+    # who asked, and what the mirror answered (issue 10)
+    ("name: t\nsteps:\n  - pull: alpine\n    expect:\n      upstream: {manifest: 1, origin: cdn}\n", 5, "unknown origin 'cdn'"),
+    ("name: t\nsteps:\n  - pull: alpine\n    expect:\n      upstream: {manifest: 1, status: 6xx}\n", 5, "upstream.status: expected a status"),
+    ("name: t\nsteps:\n  - pull: alpine\n    expect:\n      upstream: {origin: mirror}\n", 5, "filters without anything to count"),
+    ("name: t\nsteps:\n  - pull: alpine\n    expect:\n      mirror: {status: fourohfour}\n", 5, "mirror.status: expected an HTTP status"),
+    ("name: t\nsteps:\n  - pull: alpine\n    expect:\n      mirror: {code: X}\n", 5, "unknown key 'code' in expect.mirror"),
+    ("name: t\nsteps:\n  - push: {image: a/b:1}\n    expect: {mirror: {status: 405}}\n", 4, "not meaningful for a push step"),
+    # hostile input (issue 9): values quoted in messages are cut
+    ("name: t\nsteps:\n  - pull: " + "a" * 5000 + "!\n", 3, "..."),
 ]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from dataclasses import replace
 
-from chaos.language.model import Comparison, Expectation
+from chaos.language.model import Comparison, Counts, Expectation, MirrorAnswer
 from chaos.steps.outcome import ActionResult, Outcome
 from chaos.steps.verdicts import Evidence, expectation_texts, judge_results, upstream_counts
 from chaos.vocab.results import PullResult
@@ -71,7 +71,7 @@ def test_same_digest_as_an_earlier_step():
 def test_upstream_counts_by_kind():
     events = [TOKEN, TOKEN, BLOB_FROM_UPSTREAM, {"kind": "blob", "status": 404, "bytes": 99}]
     assert upstream_counts(events) == {"requests": 4, "blob_bytes": 1234, "token": 2, "blob": 2}
-    wanted = (("token", Comparison("==", 2)), ("manifest", Comparison("==", 0)), ("blob_bytes", Comparison("==", 0)))
+    wanted = (Counts((("token", Comparison("==", 2)), ("manifest", Comparison("==", 0)), ("blob_bytes", Comparison("==", 0)))),)
     result = verdicts(Expectation(upstream=wanted), OK_FROM_MIRROR, events)
     assert result["upstream.token"].ok and result["upstream.manifest"].ok
     assert not result["upstream.blob_bytes"].ok and result["upstream.blob_bytes"].actual == 1234
@@ -124,7 +124,45 @@ def test_action_results_are_judged_like_pulls():
 
 def test_expectations_are_written_down_as_the_scenario_said_them():
     expect = Expectation(ok=False, error=("DENIED", "UNAUTHORIZED"), served_by="hub", within_s=2.0,
-                         upstream=(("manifest", Comparison(">=", 1)),), success_rate=Comparison(">=", 0.95))
+                         upstream=(Counts((("manifest", Comparison(">=", 1)),)),), success_rate=Comparison(">=", 0.95))
     assert expectation_texts(expect) == [
         "ok: false", "error: DENIED | UNAUTHORIZED", "served_by: hub", "upstream.manifest >= 1", "within: 2s", "success_rate >= 0.95",
     ]
+
+
+def test_counts_filter_by_origin_and_status():
+    events = [
+        {"kind": "manifest", "origin": "mirror", "status": 404},
+        {"kind": "manifest", "origin": "client", "status": 200},
+        {"kind": "token", "origin": "mirror", "status": 429},
+        {"kind": "manifest", "origin": "mirror", "status": None},
+    ]
+    wanted = (
+        Counts((("manifest", Comparison("==", 2)),), origins=("mirror",)),
+        Counts((("requests", Comparison("==", 2)),), status="4xx"),
+        Counts((("manifest", Comparison("==", 1)),), origins=("mirror",), status="none"),
+        Counts((("token", Comparison("==", 1)),), origins=("client",)),
+    )
+    result = verdicts(Expectation(upstream=wanted), OK_FROM_MIRROR, events)
+    assert result["upstream[origin=mirror].manifest"].ok
+    assert result["upstream[status=4xx].requests"].ok
+    assert result["upstream[origin=mirror,status=none].manifest"].ok
+    failed = result["upstream[origin=client].token"]
+    assert not failed.ok and failed.actual == 0
+
+
+def test_what_the_mirror_itself_answered_is_judged_apart_from_the_pull():
+    from chaos.vocab.results import Attempt
+
+    fell_back = PullResult(image="docker.io/library/nginx:1.25", ok=True, served_by="hub", digest="sha256:bb", attempts=(
+        Attempt("mirror", "http://127.0.0.1:5000", False, status=404, error_code="MANIFEST_UNKNOWN", message="manifest unknown"),
+        Attempt("hub", "https://registry-1.docker.io", True, status=200),
+    ))
+    expect = Expectation(mirror=MirrorAnswer(status=404, error=("MANIFEST_UNKNOWN",), message=re.compile("unknown")))
+    result = verdicts(expect, fell_back)
+    assert result["ok"].ok  # the pull itself succeeded, from Hub
+    assert result["mirror.ok"].ok and result["mirror.status"].ok and result["mirror.error"].ok and result["mirror.message"].ok
+    wrong = verdicts(Expectation(mirror=MirrorAnswer(status=500)), fell_back)["mirror.status"]
+    assert not wrong.ok and wrong.actual == 404
+    # A pull with no mirror attempt at all has no mirror answer to meet the expectation.
+    assert not verdicts(Expectation(mirror=MirrorAnswer(status=404)), OK_FROM_MIRROR)["mirror.status"].ok

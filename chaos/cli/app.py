@@ -70,5 +70,6 @@ def main() -> None:
     """hub-chaos: prove your Docker Hub mirror survives Hub going down."""
 
 
-for command in (run.run, run.validate, run.schema, run.report, pull.pull, lab.lab, faults.fault, faults.tap, faults.proxy_options):
+for command in (run.run, run.validate, run.schema, run.report, pull.pull, lab.lab, faults.fault, faults.tap,
+                faults.proxy_options, faults.addon):
     main.add_command(command)

@@ -258,3 +258,12 @@ def proxy_options() -> None:
     # dump_defaults writes YAML: a comment block then `name: default` per option.
     blocks = out.getvalue().split("\n\n")
     click.echo("\n\n".join(b.strip("\n") for b in blocks if "\nhub_" in "\n" + b or b.startswith("hub_")))
+
+
+@click.command("addon")
+def addon() -> None:
+    """Print the path of the fault proxy's mitmproxy addon script:
+    `mitmdump -s "$(chaos addon)" ...` (or mitmweb)."""
+    from chaos.shipped import addon_path
+
+    click.echo(str(addon_path()))

@@ -11,7 +11,6 @@ from chaos.cli.options import lab_dir_option
 from chaos.errors import UsageError
 from chaos.vocab.names import ENGINES
 
-FLAGSHIP = Path(__file__).resolve().parents[2] / "scenarios" / "hub-down.yaml"
 
 
 @click.group()
@@ -25,14 +24,16 @@ def lab() -> None:
 @click.option("--engine", "engines", multiple=True, type=click.Choice([e for e in ENGINES if e != "builtin"]),
               help="Also serve this real engine (docker: a private dockerd behind the mirror; repeatable).")
 def lab_up(scenario_file: Path | None, lab_dir: Path, engines: tuple[str, ...]) -> None:
-    """Start a lab (hub seeded from SCENARIO_FILE's lab section, default scenarios/hub-down.yaml)."""
+    """Start a lab (hub seeded from SCENARIO_FILE's lab section, default the shipped hub-down scenario)."""
     from chaos.lab.lab import Lab
     from chaos.lab.layout import LabPaths
     from chaos.scenario.loader import load_scenario
 
     if LabPaths(lab_dir).state_file.exists():
         raise UsageError(f"a lab is already running in {lab_dir} (`chaos lab down --lab-dir {lab_dir}` first)")
-    spec = load_scenario(scenario_file or FLAGSHIP).lab
+    from chaos.shipped import shipped_scenario
+
+    spec = load_scenario(scenario_file or shipped_scenario("hub-down")).lab
     with Lab(spec, lab_dir, detached=True, engines=set(engines)) as running:
         running.leave_running()
         print_state(running.state)

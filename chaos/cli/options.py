@@ -2,23 +2,67 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from chaos.errors import UsageError, quoted
 
-DEFAULT_LAB_DIR = Path(".chaos/lab")
+def default_lab_dir() -> Path:
+    """Where `chaos lab up` keeps a lab unless told otherwise: one per user,
+    so every folder's `chaos fault`, `tap`, `pull` and `lab down` find it."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "hub-chaos" / "lab"
+
 
 lab_dir_option = click.option(
-    "--lab-dir", type=click.Path(path_type=Path), default=DEFAULT_LAB_DIR, show_default=True,
-    help="Where `chaos lab up` keeps the running lab's state.",
+    "--lab-dir", type=click.Path(path_type=Path), envvar="CHAOS_LAB_DIR", default=default_lab_dir, show_default="$CHAOS_LAB_DIR, else ~/.local/state/hub-chaos/lab",
+    help="The running lab's folder (where `chaos lab up` keeps its state): this option, else $CHAOS_LAB_DIR, else one per user.",
 )
 var_option = click.option(
     "--var", "var_pairs", multiple=True, metavar="NAME=VALUE",
     help="Set a scenario variable (beats the environment and the file's defaults).",
 )
 control_option = click.option("--control", "control_url", help="Control API of a fault proxy (default: the running lab's).")
+
+
+class ReportTarget(click.ParamType):
+    """FORMAT=FILE for --report: one of chaos.report.formats.FORMATS and where to write it."""
+
+    name = "FORMAT=FILE"
+
+    def convert(self, value, param, ctx):
+        from chaos.report.formats import FORMATS
+
+        if isinstance(value, tuple):
+            return value
+        fmt, sep, file = str(value).partition("=")
+        if not sep or not file or fmt not in FORMATS:
+            self.fail(f"{quoted(value)}: expected FORMAT=FILE with FORMAT one of {', '.join(FORMATS)}", param, ctx)
+        return fmt, Path(file)
+
+
+report_option = click.option(
+    "--report", "reports", multiple=True, type=ReportTarget(),
+    help="Also write a report: junit=FILE, markdown=FILE, html=FILE or console=FILE (repeatable). "
+         "With $GITHUB_STEP_SUMMARY set, the Markdown summary is appended to it too.",
+)
+
+
+def write_reports(journals, reports) -> None:
+    """The --report files, and the Markdown summary for a GitHub Actions job."""
+    import os
+
+    from chaos.report.formats import render_format, write_format
+
+    for fmt, path in reports:
+        write_format(fmt, journals, path)
+        click.echo(f"report: {fmt} {path}", err=True)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary and journals:
+        with open(summary, "a", encoding="utf-8") as out:
+            out.write(render_format("markdown", journals) + "\n")
 
 
 def with_control(func):
@@ -55,9 +99,15 @@ def control_base_url(text: str) -> str:
 
 
 def scenario_files(paths: tuple[Path, ...]) -> list[Path]:
+    """Files, every scenario in a folder, or a shipped scenario by name
+    (`hub-down`, `hub-down.yaml`) when no such file or folder exists."""
+    from chaos.shipped import shipped_scenario
+
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
+        if not path.exists() and len(path.parts) == 1:
+            files.append(shipped_scenario(path.name))
+        elif path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
             if not found:
                 raise UsageError(f"{path}: no scenario files (*.yaml, *.yml) in this folder")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from chaos.cli.options import load_all, var_option
+from chaos.cli.options import load_all, report_option, var_option, write_reports
 from chaos.errors import UsageError
 from chaos.vocab.names import ENGINES
 
@@ -15,7 +15,8 @@ RUNS = Path("runs")
 
 
 @click.command()
-@click.argument("scenario_paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("scenario_paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--list", "list_shipped", is_flag=True, help="List the shipped scenarios (run one by its name: `chaos run hub-down`).")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="Folder for journal.json and component logs (default: runs/<time>-<scenario>).")
 @click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag (repeatable: any of them).")
@@ -24,14 +25,23 @@ RUNS = Path("runs")
               help="Client that pulls: the builtin emulation, a real Docker daemon, or skopeo (steps may choose their own).")
 @click.option("--keep-lab", is_flag=True, help="Leave the lab running after the run (stop it with `chaos lab down`).")
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan; start nothing.")
-def run(scenario_paths, run_dir, tags, var_pairs, engine, keep_lab, dry_run) -> None:
+@report_option
+def run(scenario_paths, list_shipped, run_dir, tags, var_pairs, engine, keep_lab, dry_run, reports) -> None:
     """Run scenario files (or every scenario in a folder) and judge them.
 
-    Each scenario gets its own embedded lab (or its target), its own run folder
-    and journal.json. Exit 0 when every expectation held, 1 when one failed.
+    A name that is no file, like `hub-down` or `hub-down.yaml`, runs the
+    shipped scenario of that name (`--list` shows them). Each scenario gets
+    its own embedded lab (or its target), its own run folder and
+    journal.json. Exit 0 when every expectation held, 1 when one failed.
     """
     from chaos.cli.plan import plan
     from chaos.report.console import scenarios_line
+
+    if list_shipped:
+        _list_shipped()
+        return
+    if not scenario_paths:
+        raise UsageError("give scenario files, folders or shipped scenario names (chaos run --list shows them)")
 
     scenarios = load_all(scenario_paths, var_pairs)  # any bad file: exit 2 before anything starts
     if tags:
@@ -55,11 +65,25 @@ def run(scenario_paths, run_dir, tags, var_pairs, engine, keep_lab, dry_run) -> 
         if (folder / "journal.json").exists():
             raise UsageError(f"--run-dir {folder}: holds an earlier run (its journal.json); give a new folder")
     journals = []
-    for scenario, folder in zip(scenarios, folders):
-        journals.append(_run_one(scenario, folder, engine, keep_lab))
+    try:
+        for scenario, folder in zip(scenarios, folders):
+            journals.append(_run_one(scenario, folder, engine, keep_lab))
+    finally:
+        # What ran is reported even when a later scenario could not (exit 3) or Ctrl-C.
+        write_reports(journals, reports)
     if len(journals) > 1:
         click.echo(scenarios_line(journals))
     sys.exit(0 if all(j.passed for j in journals) else 1)
+
+
+def _list_shipped() -> None:
+    from chaos.scenario.loader import load_scenario
+    from chaos.shipped import shipped_scenarios
+
+    for name, path in shipped_scenarios().items():
+        scenario = load_scenario(path, environ={})
+        summary = " ".join(scenario.description.split())
+        click.echo(f"{name:<32} {summary[:100] + ('...' if len(summary) > 100 else '')}")
 
 
 def _run_one(scenario, run_dir: Path, engine: str, keep_lab: bool):
@@ -161,14 +185,18 @@ def schema() -> None:
 
 @click.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-def report(runs) -> None:
-    """Print the report of earlier runs from their journals alone.
+@click.option("--format", "fmt", type=click.Choice(("console", "junit", "markdown", "html")), default="console", show_default=True,
+              help="What to print.")
+@report_option
+def report(runs, fmt, reports) -> None:
+    """Report earlier runs from their journals alone.
 
     RUNS are run folders (or folders of them, as `chaos run DIR --run-dir`
-    writes) or journal.json files. Exit 0 when every run passed, 1 otherwise.
+    writes) or journal.json files. Prints the report in --format; --report
+    writes more. Exit 0 when every run passed, 1 otherwise.
     """
     from chaos.journal import Journal, JournalError
-    from chaos.report.console import render, scenarios_line
+    from chaos.report.formats import render_format
 
     from chaos.runner.run_folders import settle_if_killed
 
@@ -178,10 +206,8 @@ def report(runs) -> None:
             journals.append(settle_if_killed(path, Journal.load(path)))
         except JournalError as exc:
             raise UsageError(f"{path}: {exc}") from None
-    for journal in journals:
-        click.echo(render(journal))
-    if len(journals) > 1:
-        click.echo(scenarios_line(journals))
+    click.echo(render_format(fmt, journals), nl=False)
+    write_reports(journals, reports)
     sys.exit(0 if all(j.passed for j in journals) else 1)
 
 

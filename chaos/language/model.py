@@ -95,6 +95,51 @@ class Repeat:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """Upstream requests to count (`upstream:`, `tap.counts`): per endpoint kind
+    (or the totals requests and blob_bytes), among the events that pass the
+    filters: from these origins, with a status in this class."""
+
+    wanted: tuple[tuple[str, Comparison], ...]  # (endpoint kind or total, comparison)
+    origins: tuple[str, ...] = ()  # chaos.vocab.names.ORIGINS; empty: any
+    status: str | None = None  # "404", "4xx", or "none" (no answer reached the client); None: any
+
+    @property
+    def label(self) -> str:
+        """How verdicts name the filter: `[origin=mirror,status=4xx]` or ``."""
+        parts = ([f"origin={'|'.join(self.origins)}"] if self.origins else []) + ([f"status={self.status}"] if self.status else [])
+        return f"[{','.join(parts)}]" if parts else ""
+
+    def admits(self, event: dict) -> bool:
+        if self.origins and event.get("origin") not in self.origins:
+            return False
+        if self.status is None:
+            return True
+        status = event.get("status")
+        if self.status == "none":
+            return status is None
+        if status is None:
+            return False
+        if self.status.endswith("xx"):
+            return str(status)[0] == self.status[0]
+        return str(status) == self.status
+
+
+@dataclass(frozen=True)
+class MirrorAnswer:
+    """`expect.mirror`: what the mirror itself answered the client, whatever came after."""
+
+    ok: bool | None = None
+    status: int | None = None
+    error: tuple[str, ...] = ()
+    message: re.Pattern | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self == MirrorAnswer()
+
+
+@dataclass(frozen=True)
 class Expectation:
     """What must hold after a step; None or empty means "not asked"."""
 
@@ -104,7 +149,8 @@ class Expectation:
     served_by: str | None = None
     from_cache: bool | None = None
     same_digest_as: str | None = None
-    upstream: tuple[tuple[str, Comparison], ...] = ()  # (endpoint kind or "blob_bytes", comparison)
+    upstream: tuple[Counts, ...] = ()
+    mirror: MirrorAnswer = field(default_factory=MirrorAnswer)
     within_s: float | None = None  # time budget for the step (each attempt, when repeated)
     success_rate: Comparison | None = None  # over repeats and images
     loc: str = ""

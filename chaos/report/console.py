@@ -6,6 +6,7 @@ end; `chaos report` prints the same text from a journal.json."""
 from __future__ import annotations
 
 from chaos.journal import Journal, StepRecord
+from chaos.report.diagnosis import Diagnosis
 
 _PHASE_LABEL = {"steady_state_before": "steady ", "steady_state_after": "steady ", "rollback": "rollback "}
 _MAX_ACTUAL = 200
@@ -35,6 +36,9 @@ def step_line(record: StepRecord, total: int, width: int = 34) -> str:
         message = record.outcome.get("message")
         if message:
             line += f"\n      message: {message}"
+    if record.diagnosis:
+        for why in Diagnosis.from_dict(record.diagnosis).lines():
+            line += f"\n      {why}"
     return line
 
 

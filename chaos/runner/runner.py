@@ -21,6 +21,7 @@ from chaos.clients.mirror_probe import MirrorSnapshot
 from chaos.errors import ChaosError
 from chaos.journal import Journal, PlannedStep, Redactor, StepRecord, Verdict, now_iso
 from chaos.language.model import Scenario, Step
+from chaos.report.diagnosis import diagnose
 from chaos.runner.context import RunContext
 from chaos.runner.environment import RunEnvironment
 from chaos.runner.faultbook import FaultBook
@@ -76,6 +77,7 @@ class Runner:
         self.tap = TapReader(env.control, self._wait_for_quiet)
         self.digests: dict[str, str | None] = {}
         self.snapshots: dict[str, MirrorSnapshot] = {}
+        self._starts: list[tuple[float, StepRecord]] = []  # wall-clock start of each step run so far
         # Steps whose storage size a later step compares against: their
         # snapshot must wait for the mirror's background writes to land.
         self._settle = {name for step in scenario.all_steps() for name in kinds()[step.kind].settled_snapshots(step.action)}
@@ -133,8 +135,10 @@ class Runner:
     def _run_phase(self, phase: str, steps: tuple[Step, ...]) -> bool:
         held = True
         for step in steps:
+            raw, started_at = self._run_step(step, phase)
             # Secrets never reach the journal nor the console: masked before either sees the record.
-            record = StepRecord.from_dict(self.journal.redactor.data(self._run_step(step, phase).to_dict()))
+            record = StepRecord.from_dict(self.journal.redactor.data(raw.to_dict()))
+            self._starts.append((started_at, record))
             self.journal.steps.append(record)
             self.journal.write(self.journal_path)
             self.on_step_end(record)
@@ -143,7 +147,8 @@ class Runner:
 
     # -- one step ------------------------------------------------------------
 
-    def _run_step(self, step: Step, phase: str) -> StepRecord:
+    def _run_step(self, step: Step, phase: str) -> tuple[StepRecord, float]:
+        """The step's record, and when it started (wall clock, as the tap's timestamps)."""
         kind = kinds()[step.kind]
         inputs = {**kind.inputs(step.action), "timeout_s": step.timeout_s}
         if step.repeat:
@@ -157,6 +162,7 @@ class Runner:
         self.tap.step_started(step.name)
         self.faults.step = step.name
         started = time.monotonic()
+        started_at = time.time()
         context = RunContext(
             self.env, deadline=started + step.timeout_s, cancelled=self.cancelled, run_engine=self.engine,
             faults=self.faults, tap=self.tap, snapshots=self.snapshots,
@@ -185,7 +191,7 @@ class Runner:
             record.error = str(exc)
         record.seconds = time.monotonic() - started
         record.ended = now_iso()
-        record.events = self.tap.step_events()
+        record.events = self._own_events(self.tap.step_events(), started_at)
         if cut_short and not kind.judged_when_cut_short:
             verdicts = list(outcome.verdicts)
         else:
@@ -194,13 +200,30 @@ class Runner:
         record.outcome = outcome.to_dict(summary=kind.summary(outcome))
         record.verdicts = verdicts
         record.passed = all(v.ok for v in verdicts)
+        found = diagnose(record, {w.name: w.kind for w in self.journal.fault_windows})
+        record.diagnosis = found.to_dict() if found else None
         snap = self.env.probe.snapshot(settle=step.name in self._settle or kind.settles_mirror)
         if snap is not None:
             self.snapshots[step.name] = snap
             record.mirror = snap.to_dict()
-        return record
+        return record, started_at
 
     # -- plumbing ------------------------------------------------------------
+
+    def _own_events(self, events: list[dict], started_at: float) -> list[dict]:
+        """The step's own events. A request an earlier step started and held
+        open (a blackhole, a stalled body) reaches the tap only when it ends:
+        it belongs to the step that started it, marked late, not to this one."""
+        own = []
+        for event in events:
+            ts = event.get("ts")
+            if ts is None or ts >= started_at or not self._starts:
+                own.append(event)
+                continue
+            earlier = [record for start, record in self._starts if start <= ts]
+            owner = earlier[-1] if earlier else self._starts[0][1]
+            owner.events.append(self.journal.redactor.data({**event, "late": True}))
+        return own
 
     def _wait_for_quiet(self) -> bool:
         return wait_for_quiet(lambda: self.env.control.health().get("in_flight", 0), self.env.probe.live_uploads)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chaos.language.expect import counts_schema
+from chaos.language.expect import counts_schema, mirror_answer_schema
 from chaos.language.schema_parts import (
     COMPARISON,
     DURATION,
@@ -43,6 +43,7 @@ def _step() -> dict:
         "served_by": {"enum": list(SERVED_BY)},
         "from_cache": {"type": "boolean"},
         "same_digest_as": STEP_NAME,
+        "mirror": mirror_answer_schema(),
         "upstream": counts_schema(),
         "within": DURATION,
         "success_rate": COMPARISON,

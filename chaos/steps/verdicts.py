@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from chaos.journal import Verdict
-from chaos.language.model import Comparison, Expectation
+from chaos.language.model import Counts, Expectation, MirrorAnswer
 
 if TYPE_CHECKING:
     from chaos.steps.outcome import Outcome
@@ -39,9 +39,34 @@ def upstream_counts(events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def count_verdicts(prefix: str, wanted: tuple[tuple[str, Comparison], ...], events: Sequence[Mapping[str, Any]]) -> list[Verdict]:
-    counts = upstream_counts(events)
-    return [Verdict(f"{prefix}.{kind}", str(comparison), counts.get(kind, 0), comparison.holds(counts.get(kind, 0))) for kind, comparison in wanted]
+def count_verdicts(prefix: str, wanted: tuple[Counts, ...], events: Sequence[Mapping[str, Any]]) -> list[Verdict]:
+    verdicts = []
+    for spec in wanted:
+        counts = upstream_counts([e for e in events if spec.admits(e)])
+        for kind, comparison in spec.wanted:
+            actual = counts.get(kind, 0)
+            verdicts.append(Verdict(f"{prefix}{spec.label}.{kind}", str(comparison), actual, comparison.holds(actual)))
+    return verdicts
+
+
+def mirror_verdicts(expect: MirrorAnswer, attempt: Any) -> list[Verdict]:
+    """What the mirror itself answered (the pull's mirror attempt), whatever came after it."""
+    answer = next((a for a in getattr(attempt, "attempts", ()) if a.endpoint == "mirror"), None)
+    verdicts = []
+    if expect.ok is not None or expect.error or expect.message is not None:
+        ok_wanted = expect.ok if expect.ok is not None else False
+        actual = None if answer is None else answer.ok
+        verdicts.append(Verdict("mirror.ok", ok_wanted, actual, actual is not None and actual == ok_wanted))
+    if expect.status is not None:
+        status = answer.status if answer else None
+        verdicts.append(Verdict("mirror.status", expect.status, status, status == expect.status))
+    if expect.error:
+        code = answer.error_code if answer else None
+        verdicts.append(Verdict("mirror.error", list(expect.error), code, code in expect.error))
+    if expect.message is not None:
+        message = (answer.message or "") if answer else ""
+        verdicts.append(Verdict("mirror.message", expect.message.pattern, message, bool(expect.message.search(message))))
+    return verdicts
 
 
 def attempt_verdicts(expect: Expectation, attempt: Any, evidence: Evidence) -> list[Verdict]:
@@ -72,6 +97,8 @@ def attempt_verdicts(expect: Expectation, attempt: Any, evidence: Evidence) -> l
         wanted = evidence.digests.get(expect.same_digest_as)
         got = attempt.digest
         verdicts.append(Verdict(f"same_digest_as {expect.same_digest_as}", wanted, got, wanted is not None and got == wanted))
+    if not expect.mirror.empty:
+        verdicts += mirror_verdicts(expect.mirror, attempt)
     if expect.within_s is not None:
         seconds = round(float(attempt.seconds or 0.0), 3)
         verdicts.append(Verdict("within", f"<= {expect.within_s:g}s", f"{seconds:g}s", seconds <= expect.within_s))
@@ -121,8 +148,16 @@ def expectation_texts(expect: Expectation) -> list[str]:
         out.append(f"from_cache: {str(expect.from_cache).lower()}")
     if expect.same_digest_as is not None:
         out.append(f"same_digest_as: {expect.same_digest_as}")
-    for kind, comparison in expect.upstream:
-        out.append(f"upstream.{kind} {comparison}")
+    mirror = expect.mirror
+    if not mirror.empty:
+        said = ([f"ok: {str(mirror.ok).lower()}"] if mirror.ok is not None else []) + (
+            [f"status: {mirror.status}"] if mirror.status is not None else []) + (
+            [f"error: {' | '.join(mirror.error)}"] if mirror.error else []) + (
+            [f"message: /{mirror.message.pattern}/"] if mirror.message is not None else [])
+        out.append(f"mirror: {{{', '.join(said)}}}")
+    for spec in expect.upstream:
+        for kind, comparison in spec.wanted:
+            out.append(f"upstream{spec.label}.{kind} {comparison}")
     if expect.within_s is not None:
         out.append(f"within: {expect.within_s:g}s")
     if expect.success_rate is not None:

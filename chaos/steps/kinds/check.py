@@ -12,7 +12,7 @@ from chaos.journal import Verdict
 from chaos.language.expect import counts, counts_schema
 from chaos.language.fields import Ctx, known_keys, optional_str, reference_value
 from chaos.language.marked_yaml import MarkedDict
-from chaos.language.model import Comparison, Step, Target
+from chaos.language.model import Counts, Step, Target
 from chaos.language.schema_parts import NAMES, STEP_NAME, closed_object
 from chaos.steps.context import StepContext
 from chaos.steps.kind import StepKind
@@ -40,7 +40,7 @@ class CheckAction:
     catalog_unchanged_since: str | None = None
     storage_grew_since: str | None = None
     tap_since: str | None = None  # a step name, or "start"
-    tap_counts: tuple[tuple[str, Comparison], ...] = ()
+    tap_counts: tuple[Counts, ...] = ()
 
 
 def parse_check_body(ctx: Ctx, value: Any, line: int, what: str = "check") -> CheckAction:
@@ -169,7 +169,8 @@ class Check(StepKind):
     def inputs(self, action: CheckAction) -> dict[str, Any]:
         out: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(action).items() if v and k != "tap_counts"}
         if action.tap_counts:
-            out["tap_counts"] = {k: str(c) for k, c in action.tap_counts}
+            out["tap_counts"] = [{**({"filter": spec.label} if spec.label else {}), **{k: str(c) for k, c in spec.wanted}}
+                                 for spec in action.tap_counts]
         return out
 
     def references(self, action: CheckAction) -> list[tuple[str, str]]:

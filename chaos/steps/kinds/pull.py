@@ -44,7 +44,7 @@ class PullAction:
 class Pull(StepKind):
     name = "pull"
     extra_keys = ("login", "concurrency", "engine")
-    expect_keys = ("ok", "error", "message", "served_by", "from_cache", "same_digest_as", "upstream", "within", "success_rate")
+    expect_keys = ("ok", "error", "message", "served_by", "from_cache", "same_digest_as", "mirror", "upstream", "within", "success_rate")
     repeatable = True
     judged_when_cut_short = True
 
