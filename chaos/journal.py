@@ -19,6 +19,8 @@ Format 2. Top level:
     plan            [{name, phase, kind, description}]: every step the run meant to take
     fault_windows   [{name, kind, spec, on, off, on_step, off_step}]: when each fault was on
     steps           [step record, see StepRecord]
+    findings        [{kind, repository, says, ...}]: what the run found whatever the
+                    scenario asked (private content in the mirror's cache)
 
 Each step record: index, name, phase, kind, loc, description, inputs, expect
 (the expectations as written, one text each), started, ended, seconds,
@@ -180,6 +182,7 @@ class Journal:
     steps: list[StepRecord] = field(default_factory=list)
     error: str | None = None
     deviated: bool = False
+    findings: list[dict[str, Any]] = field(default_factory=list)  # what the run found whatever the scenario asked
     pid: int = field(default_factory=os.getpid)
     # Never written: masks passwords and secret variables in everything written.
     redactor: Redactor = field(default_factory=lambda: Redactor(), repr=False, compare=False)
@@ -213,6 +216,7 @@ class Journal:
             "plan": [asdict(p) for p in self.plan],
             "fault_windows": [asdict(w) for w in self.fault_windows],
             "steps": [s.to_dict() for s in self.steps],
+            "findings": self.findings,
             "pid": self.pid,
         })
 
@@ -239,6 +243,7 @@ class Journal:
                 steps=[StepRecord.from_dict(s) for s in data["steps"]],
                 error=data.get("error"),
                 deviated=bool(data.get("deviated", False)),
+                findings=list(data.get("findings", [])),
                 pid=int(data.get("pid", 0)),
             )
         except (TypeError, KeyError, ValueError) as exc:

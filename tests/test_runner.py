@@ -395,3 +395,22 @@ def test_a_request_held_open_across_steps_belongs_to_the_step_that_started_it(tm
     (late,) = steps["one"].events
     assert late["late"] is True and late["fault"] == "hole"
     assert Journal.load(tmp_path / "journal.json").steps[0].events[0]["late"] is True
+
+
+def test_private_content_in_the_mirror_is_a_finding_whatever_the_scenario_asked(tmp_path):
+    class CachingProbe(FakeProbe):
+        def snapshot(self, *, settle=False):
+            return MirrorSnapshot(catalog=("alice/secret-app", "library/alpine"), stored_repositories=("library/alpine",),
+                                  storage_bytes=1)
+
+    scenario_lab = "lab:\n  users: [{name: alice, password: wonderland}]\n  images: [alpine:3.19, {ref: 'alice/secret-app:1', private: true}]\n"
+    scenario = load_scenario_text(f"name: t\n{scenario_lab}steps:\n  - {{name: warm, pull: alpine:3.19}}\n", "t.yaml")
+    control = FakeControl()
+    state = LabState(root=str(tmp_path), mirror_url="http://127.0.0.1:1", control_url="http://127.0.0.1:2", users={"alice": "wonderland"})
+    env = RunEnvironment(state=state, control=control, engines=lambda *a: FakeEngine(ok_pull()), probe=CachingProbe(),
+                         pusher=lambda *a: None)
+    journal = Runner(scenario, env, tmp_path).run()
+    assert journal.status == "completed"  # a finding, not a failure
+    (finding,) = journal.findings
+    assert finding["repository"] == "alice/secret-app" and finding["where"] == ["catalog"]
+    assert "anyone who can reach the mirror can pull it" in summary_line(journal)

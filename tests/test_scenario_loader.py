@@ -116,7 +116,13 @@ BAD = [
     ("name: t\nsteps:\n  - check: {tap: {counts: {manifests: 1}}}\n", 3, "did you mean 'manifest'?"),
     ("name: t\nsteps:\n  - clear: all\n    expect: {served_by: mirror}\n", 4, "not meaningful for a clear step"),
     ("name: t\nsteps:\n  - push: {image: a/b:1, to: hub}\n", 3, "push to hub needs a login"),
-    ("name: t\ntarget: {mirror: 'http://m:5000', control: 'http://c:5380'}\nsteps:\n  - restart: mirror\n", 4, "needs the embedded lab"),
+    ("name: t\ntarget: {mirror: 'http://m:5000', control: 'http://c:5380', proxy: 'http://p:8080'}\nsteps:\n  - restart: mirror\n", 4, "needs the embedded lab"),
+    # a target that would reach the real Hub, and the mirror's settings (issue 11)
+    ("name: t\ntarget: {mirror: 'http://m:5000', control: 'http://c:5380'}\nsteps:\n  - pull: alpine\n", 2, "live: true to allow the real Hub"),
+    ("name: t\nlab:\n  mirror: {logn: alice}\nsteps:\n  - pull: alpine\n", 3, "unknown key 'logn' in lab.mirror; did you mean 'login'?"),
+    ("name: t\nlab:\n  users: [{name: alice, password: pw}]\n  mirror: {login: bob}\nsteps:\n  - pull: alpine\n", 4, "mirror.login: unknown user 'bob'"),
+    ("name: t\nlab:\n  mirror: {config: nope.yml}\nsteps:\n  - pull: alpine\n", 3, "mirror.config:"),
+    ("name: t\nlab:\n  mirror: {ttl: forever}\nsteps:\n  - pull: alpine\n", 3, "mirror.ttl: expected a duration"),
     ("name: t\ntarget: {mirror: 'ftp://m', control: 'http://c:5380'}\nsteps:\n  - pull: alpine\n", 2, "target.mirror: expected an http"),
     ("name: t\nlab: {}\ntarget: {mirror: 'http://m', control: 'http://c'}\nsteps:\n  - pull: alpine\n", 3, "either lab"),
     ("name: t\ntags: [Smoke]\nsteps:\n  - pull: alpine\n", 2, "tags: expected lowercase"),
@@ -212,7 +218,7 @@ def test_environment_beats_file_defaults(tmp_path):
 
 
 def test_target_scenario_has_no_lab(tmp_path):
-    text = "name: t\ntarget: {mirror: 'http://127.0.0.1:5000/', control: 'http://127.0.0.1:5380'}\nsteps:\n  - pull: alpine\n"
+    text = "name: t\ntarget: {mirror: 'http://127.0.0.1:5000/', control: 'http://127.0.0.1:5380', proxy: 'http://127.0.0.1:8080'}\nsteps:\n  - pull: alpine\n"
     scenario = load_scenario(write(tmp_path, text))
     assert scenario.target.mirror_url == "http://127.0.0.1:5000"
     assert scenario.lab.images == ()

@@ -94,6 +94,9 @@ def _run_one(scenario, run_dir: Path, engine: str, keep_lab: bool):
     run_dir.mkdir(parents=True, exist_ok=True)
     engines = _engines_used(scenario, engine)
     if scenario.target:
+        if "docker" in engines and not scenario.target.live:
+            raise UsageError(f"{scenario.path}: --engine docker against a target: the Docker daemon falls back to Hub as it "
+                             "is configured, maybe the real one; set target.live: true to allow that")
         state = state_for_target(scenario.target)
         _preflight_engines(engines, state)
         return _execute(scenario, RunEnvironment.real(state), run_dir, engine, f"the target {scenario.target.mirror_url}")

@@ -85,6 +85,8 @@ class Target:
     ca_file: str | None = None  # trust for TLS through that proxy
     storage: str | None = None  # the mirror's storage folder, when readable from here
     users: tuple[User, ...] = ()
+    live: bool = False  # the user said the real Docker Hub may be reached (no proxy in front of it)
+    private: tuple[str, ...] = ()  # repositories private on the Hub this mirror fronts: the run checks none is cached
 
 
 @dataclass(frozen=True)

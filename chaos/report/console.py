@@ -60,7 +60,10 @@ def summary_line(journal: Journal) -> str:
     if journal.error:
         verdict += f"; {journal.error}"
     journal_path = f"{journal.run_dir}/journal.json" if journal.run_dir else "journal.json"
-    return f"{journal.name}: {passed}/{total} steps passed in {journal.seconds:.1f}s, {verdict}\njournal: {journal_path}"
+    lines = [f"{journal.name}: {passed}/{total} steps passed in {journal.seconds:.1f}s, {verdict}"]
+    lines += [f"finding: {finding.get('says')}" for finding in journal.findings]
+    lines.append(f"journal: {journal_path}")
+    return "\n".join(lines)
 
 
 def render(journal: Journal) -> str:

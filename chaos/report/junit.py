@@ -26,6 +26,8 @@ def _suite(journal: Journal) -> TestSuite:
     for name, value in (("engine", journal.engine), ("where", journal.where), ("status", journal.status),
                         ("scenario", journal.scenario.get("path", ""))):
         properties.add_property(Property(name, str(value)))
+    for finding in journal.findings:
+        properties.add_property(Property("finding", str(finding.get("says", ""))))
     suite.append(properties)
     ran = {(s.phase, s.name) for s in journal.steps}
     for record in journal.steps:

@@ -37,6 +37,8 @@ def _scenario(journal: Journal) -> str:
         verdict = "pass" if record.passed else "**FAIL**"
         lines.append(f"| {record.index + 1} | `{_cell(record.name)}` | {_cell(does)} | {_cell(record.outcome.get('summary') or '')} "
                      f"| {verdict} | {record.seconds:.2f}s |")
+    if journal.findings:
+        lines += ["", "**Findings**", ""] + [f"- {_text(f.get('says', ''))}" for f in journal.findings]
     failures = [r for r in journal.steps if not r.passed]
     if failures:
         lines += ["", "<details open><summary>Failures</summary>", ""]

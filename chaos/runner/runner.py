@@ -119,6 +119,7 @@ class Runner:
                 self.journal.status = "interrupted"
             else:
                 self.journal.status = "failed" if self.journal.failed_steps else "completed"
+                self.journal.findings = self._private_content_findings()
         except ChaosError as exc:
             self.journal.status = "aborted"
             self.journal.error = str(exc)
@@ -224,6 +225,30 @@ class Runner:
             owner = earlier[-1] if earlier else self._starts[0][1]
             owner.events.append(self.journal.redactor.data({**event, "late": True}))
         return own
+
+    def _private_content_findings(self) -> list[dict]:
+        """Whatever the scenario asked: is any repository that is private on the
+        hub in the mirror's catalog or storage? (A finding, not a failure: the
+        credentialed-mirror scenario shows exactly that.)"""
+        private = {image.ref.repository for image in self.scenario.lab.images if image.private}
+        private |= set(self.scenario.target.private if self.scenario.target else ())
+        private |= {r for s in self.scenario.all_steps() for r in kinds()[s.kind].private_repositories(s.action)}
+        if not private:
+            return []
+        snap = self.env.probe.snapshot(settle=True)
+        if snap is None:
+            return []
+        findings = []
+        for repository in sorted(private):
+            where = [w for w, found in (("catalog", repository in snap.catalog),
+                                        ("storage", repository in snap.stored_repositories)) if found]
+            if where:
+                findings.append({
+                    "kind": "private-content-cached", "repository": repository, "where": where,
+                    "says": f"private repository {repository} is in the mirror's {' and '.join(where)}: "
+                            "anyone who can reach the mirror can pull it",
+                })
+        return findings
 
     def _wait_for_quiet(self) -> bool:
         return wait_for_quiet(lambda: self.env.control.health().get("in_flight", 0), self.env.probe.live_uploads)

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chaos.errors import quoted
+from chaos.errors import UsageError, quoted
+from chaos.lab.registry_config import load_user_config
 from chaos.language.fields import (
     Ctx,
     a_list,
@@ -22,6 +23,7 @@ from chaos.language.fields import (
     known_keys,
     optional_bool,
     optional_str,
+    reference_value,
     required_str,
 )
 from chaos.language.marked_yaml import (
@@ -30,7 +32,7 @@ from chaos.language.marked_yaml import (
     load_marked,
     load_marked_text,
 )
-from chaos.language.model import LabSpec, Scenario, Target, User
+from chaos.language.model import LabSpec, MirrorSettings, Scenario, Target, User
 from chaos.language.seed_image import parse_seed_image
 from chaos.language.variables import Variables
 from chaos.scenario.cross_checks import check_scenario
@@ -38,8 +40,9 @@ from chaos.steps.parse import DEFAULT_STEP_TIMEOUT_S, parse_step
 from chaos.steps.registry import kinds
 
 TOP_KEYS = ("name", "description", "tags", "variables", "defaults", "lab", "target", "steady_state", "steps", "rollback")
-LAB_KEYS = ("users", "images", "push_registry", "seed")
-TARGET_KEYS = ("mirror", "control", "proxy", "ca", "storage", "users")
+LAB_KEYS = ("users", "images", "push_registry", "seed", "mirror")
+MIRROR_KEYS = ("login", "ttl", "config")
+TARGET_KEYS = ("mirror", "control", "proxy", "ca", "storage", "users", "live", "private")
 SECTIONS = ("steady_state", "steps", "rollback")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -180,11 +183,34 @@ def _parse_lab(ctx: Ctx, node: Any, line: int) -> LabSpec:
             raise ctx.fail(item_line, f"lab.images: {image.ref.familiar} is listed twice")
         seen.add(str(image.ref))
         images.append(image)
+    mirror = _parse_mirror_settings(ctx, node["mirror"], node.line_of("mirror"), users) if "mirror" in node else MirrorSettings()
     return LabSpec(
         users=users, images=tuple(images),
         push_registry=optional_bool(ctx, node, "push_registry") or False,
         seed=optional_str(ctx, node, "seed") or "hub-chaos",
+        mirror=mirror,
     )
+
+
+def _parse_mirror_settings(ctx: Ctx, node: Any, line: int, users: tuple[User, ...]) -> MirrorSettings:
+    """`lab.mirror`: login (a lab user: the mirror's own Hub credentials), ttl, config (your distribution config)."""
+    if not isinstance(node, MarkedDict):
+        raise ctx.fail(line, f"mirror: expected a mapping with any of: {', '.join(MIRROR_KEYS)}")
+    known_keys(ctx, node, MIRROR_KEYS, "lab.mirror")
+    login = optional_str(ctx, node, "login")
+    if login is not None and login not in {u.name for u in users}:
+        raise ctx.fail(node.line_of("login"), f"mirror.login: unknown user {quoted(login)}; lab.users defines: "
+                                              f"{', '.join(sorted(u.name for u in users)) or 'nobody'}")
+    ttl = duration(ctx, node["ttl"], node.line_of("ttl"), "mirror.ttl", maximum_s=365 * 24 * 3600) if "ttl" in node else None
+    config = optional_str(ctx, node, "config")
+    if config is not None:
+        path = Path(config) if Path(config).is_absolute() else Path(ctx.filename).parent / config
+        try:
+            load_user_config(path)  # checked now: nothing may start on a config the lab cannot use
+        except UsageError as exc:
+            raise ctx.fail(node.line_of("config"), f"mirror.config: {exc}") from None
+        config = str(path)
+    return MirrorSettings(upstream_login=login, ttl_s=ttl, config_file=config)
 
 
 def _parse_target(ctx: Ctx, node: Any, line: int) -> Target:
@@ -198,7 +224,20 @@ def _parse_target(ctx: Ctx, node: Any, line: int) -> Target:
             raise ctx.fail(node.line_of(key), f"target.{key}: expected an http:// or https:// URL, got {quoted(value)}")
         return value.rstrip("/") if value else None
 
+    mirror, control, proxy = url("mirror", True), url("control", True), url("proxy", False)
+    live = optional_bool(ctx, node, "live") or False
+    if proxy is None and not live:
+        # Without a fault proxy the client's own fallback goes to the real Docker
+        # Hub: a step expecting a failure could pass for the wrong reason.
+        raise ctx.fail(line, "target: no proxy, so clients would fall back to the real Docker Hub; "
+                             "give target.proxy (the fault proxy), or live: true to allow the real Hub")
+    private = []
+    for item in a_list(ctx, node, "private"):
+        if not isinstance(item, str):
+            raise ctx.fail(node.line_of("private"), f"private: expected repository names, got {quoted(item)}")
+        private.append(reference_value(ctx, item, node.line_of("private")).repository)
     return Target(
-        mirror_url=url("mirror", True), control_url=url("control", True), proxy_url=url("proxy", False),
+        mirror_url=mirror, control_url=control, proxy_url=proxy,
         ca_file=optional_str(ctx, node, "ca"), storage=optional_str(ctx, node, "storage"), users=_parse_users(ctx, node),
+        live=live, private=tuple(private),
     )

@@ -102,6 +102,10 @@ class StepKind:
         """Why this step cannot run in the embedded lab the scenario describes, or None."""
         return None
 
+    def private_repositories(self, action: Any) -> tuple[str, ...]:
+        """Repositories this step makes private on the hub (the run checks none ends up in the mirror)."""
+        return ()
+
     def settled_snapshots(self, action: Any) -> tuple[str, ...]:
         """Steps whose mirror snapshot this one compares sizes with: theirs must settle."""
         return ()

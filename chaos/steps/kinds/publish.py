@@ -54,6 +54,9 @@ class Publish(StepKind):
     def inputs(self, action: PublishAction) -> dict[str, Any]:
         return {"image": str(action.image.ref), "size_bytes": action.image.size_bytes, "seed": action.content_seed}
 
+    def private_repositories(self, action: PublishAction) -> tuple[str, ...]:
+        return (action.image.ref.repository,) if action.image.private else ()
+
     def run(self, step: Step, action: PublishAction, ctx: StepContext) -> Outcome:
         if ctx.lab is None:
             raise ChaosError("publish needs the embedded lab")

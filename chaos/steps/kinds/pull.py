@@ -16,7 +16,7 @@ from chaos.language.fields import (
     whole_number,
 )
 from chaos.language.marked_yaml import MarkedDict
-from chaos.language.model import Step
+from chaos.language.model import Step, Target
 from chaos.language.schema_parts import IMAGE
 from chaos.steps.context import StepContext
 from chaos.steps.deadline import DeadlineExceeded, map_with_deadline
@@ -85,6 +85,12 @@ class Pull(StepKind):
 
     def engines(self, action: PullAction) -> tuple[str, ...]:
         return (action.engine,) if action.engine else ()
+
+    def target_problem(self, action: PullAction, target: Target) -> str | None:
+        if action.engine == "docker" and not target.live:
+            return ("engine docker: against a target the Docker daemon falls back to Hub as it is configured, "
+                    "maybe the real one; set target.live: true to allow that")
+        return None
 
     def run(self, step: Step, action: PullAction, ctx: StepContext) -> Outcome:
         engine = action.engine or ctx.run_engine
