@@ -91,3 +91,23 @@ def test_the_diagnosis_round_trips_and_prints_at_most_three_short_lines():
     lines = again.lines()
     assert 1 <= len(lines) <= 3 and all(len(line) <= 240 for line in lines)
     assert "x3" in lines[-1] or "x3" in found.chain[-1].text
+
+
+def test_hub_unreachable_for_the_mirror_and_the_client():
+    record = pull_record(
+        ok=False, code="NETWORK", mirror={"endpoint": "mirror", "ok": False, "status": 404, "error_code": "MANIFEST_UNKNOWN"},
+        events=[{"origin": "mirror", "method": "CONNECT", "kind": "connect", "host": "registry-1.docker.io", "status": 502, "fault": "hub-down"},
+                {"origin": "client", "method": "CONNECT", "kind": "connect", "host": "registry-1.docker.io", "status": 502, "fault": "hub-down"}],
+    )
+    found = diagnose(record, KINDS)
+    assert found.summary == ("the mirror could not reach Hub, blocked by fault hub-down (refuse), and answered 404 "
+                             "MANIFEST_UNKNOWN; the client's own fallback to Hub failed too (NETWORK)")
+    assert "client -> Hub: CONNECT registry-1.docker.io: 502 by fault hub-down (refuse)" in [link.text for link in found.chain]
+
+
+def test_a_mirror_without_credentials_for_a_private_repository():
+    record = pull_record(
+        ok=False, code="DENIED", mirror={"endpoint": "mirror", "ok": False, "status": 404, "error_code": "MANIFEST_UNKNOWN"},
+        events=[{"origin": "mirror", "method": "GET", "kind": "manifest", "repository": "alice/app", "status": 401}],
+    )
+    assert diagnose(record, KINDS).summary.startswith("Hub refused the mirror (401: its upstream requests carry no credentials")

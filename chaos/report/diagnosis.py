@@ -139,6 +139,8 @@ def _who(event: Mapping[str, Any]) -> str:
 
 
 def _what(event: Mapping[str, Any]) -> str:
+    if event.get("kind") == "connect" or event.get("method") == "CONNECT":
+        return f"CONNECT {event.get('host') or 'Hub'}"
     what = f"{event.get('method') or ''} {event.get('kind') or 'request'}".strip()
     return what + (f" {event['repository']}" if event.get("repository") else "")
 
@@ -192,12 +194,30 @@ def _summary(record: StepRecord, result: Mapping[str, Any] | None, mirror: Mappi
                     "for the whole step, so the pull timed out")
     if mirror_status and mirror_status >= 500 and fault_events:
         return f"Hub's failure{_fault_text(fault_events[0].get('fault'), fault_kinds)} reached the client as the mirror's {mirror_status}"
+    fallback = _fallback_clause(result)
+    mirror_faulted = [e for e in mirror_events if e.get("fault")]
+    if mirror is not None and not mirror.get("ok") and mirror_faulted:
+        return (f"the mirror could not reach Hub, blocked{_fault_text(mirror_faulted[0]['fault'], fault_kinds)}, "
+                f"and {_mirror_text(mirror).removeprefix('mirror ')}{fallback}")
+    if mirror_code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN") and any(e.get("status") == 401 and e.get("kind") != "ping" for e in mirror_events):
+        return ("Hub refused the mirror (401: its upstream requests carry no credentials for this repository), "
+                f"so it {_mirror_text(mirror).removeprefix('mirror ')}{fallback}")
     if result is not None and result.get("ok") and result.get("served_by") == "hub" and mirror is not None and not mirror.get("ok"):
         return f"the mirror could not serve it ({_mirror_text(mirror)}), so the client fell back to Hub"
     if fault_events:
         names = sorted({name for e in fault_events for name in e["fault"].split(",")})
         return f"{_fault_list(names, fault_kinds)} acted on {len(fault_events)} upstream request{'s' if len(fault_events) != 1 else ''}"
     return None
+
+
+def _fallback_clause(result: Mapping[str, Any] | None) -> str:
+    """How the client's own fallback to Hub went, after the mirror."""
+    hub = next((a for a in (result or {}).get("attempts") or () if a.get("endpoint") == "hub"), None)
+    if hub is None:
+        return ""
+    if hub.get("ok"):
+        return "; the client fell back to Hub and pulled from there"
+    return f"; the client's own fallback to Hub failed too ({hub.get('error_code') or 'failed'})"
 
 
 def _fault_list(names: Iterable[str], fault_kinds: Mapping[str, str]) -> str:
