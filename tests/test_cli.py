@@ -101,7 +101,7 @@ def test_control_takes_host_and_port_without_a_scheme():
 
 
 def test_fault_ttl_must_be_a_finite_positive_number():
-    for value in ("nan", "inf", "-1", "0"):
+    for value in ("nan", "inf", "-1", "0", "86401"):
         result = CliRunner().invoke(main, ["fault", "add", "x", "--kind", "refuse", "--ttl", value, "--control", "127.0.0.1:9"])
         assert result.exit_code == 2, (value, result.output)
         assert "--ttl" in result.output

@@ -13,6 +13,7 @@ import click
 
 from chaos.cli.options import control_client, with_control
 from chaos.errors import UsageError, quoted
+from chaos.faults.spec import MAX_TTL_S
 from chaos.vocab.names import ORIGINS
 
 
@@ -24,9 +25,9 @@ def fault() -> None:
 @fault.command("list")
 @click.option("--json", "as_json", is_flag=True, help="The faults as the control API returns them: params, match, trigger (with its seed), counters, expiry.")
 @with_control
-def fault_list(as_json, control_url, lab_dir) -> None:
+def fault_list(as_json, control_url, token_file, lab_dir) -> None:
     """List active faults."""
-    faults = control_client(control_url, lab_dir).list()
+    faults = control_client(control_url, lab_dir, token_file).list()
     if as_json:
         click.echo(json.dumps(faults, indent=2))
         return
@@ -87,9 +88,12 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict:
 
 
 class _Seconds(click.ParamType):
-    """Seconds: a finite number above 0."""
+    """Seconds: a finite number above 0, at most `maximum`."""
 
     name = "seconds"
+
+    def __init__(self, maximum: float = math.inf):
+        self.maximum = maximum
 
     def convert(self, value, param, ctx):
         try:
@@ -98,10 +102,13 @@ class _Seconds(click.ParamType):
             self.fail(f"{quoted(value)} is not a number of seconds", param, ctx)
         if not math.isfinite(seconds) or seconds <= 0:
             self.fail(f"{quoted(value)}: expected a finite number of seconds above 0", param, ctx)
+        if seconds > self.maximum:
+            self.fail(f"{quoted(value)}: at most {self.maximum:g} seconds", param, ctx)
         return seconds
 
 
 SECONDS = _Seconds()
+TTL_SECONDS = _Seconds(MAX_TTL_S)
 
 
 def _flap(value: str | None) -> dict | None:
@@ -137,10 +144,10 @@ def _flap(value: str | None) -> dict | None:
 @click.option("--start-after", "start_after_s", type=SECONDS, help="Seconds after it is added before it can fire.")
 @click.option("--duration", "duration_s", type=SECONDS, help="Seconds it can fire for (from --start-after).")
 @click.option("--flap", help="PERIOD_S:DOWN_FRACTION: fire during the first fraction of every period, e.g. 10:0.5.")
-@click.option("--ttl", "ttl_s", type=SECONDS, help="Seconds until the fault clears itself (default 300).")
+@click.option("--ttl", "ttl_s", type=TTL_SECONDS, help=f"Seconds until the fault clears itself (default 300, at most {MAX_TTL_S:g}).")
 @with_control
 def fault_add(name, spec_file, kind, params, roles, hosts, endpoints, methods, repository, clients, origins,
-              probability, seed, first, every, after, start_after_s, duration_s, flap, ttl_s, control_url, lab_dir) -> None:
+              probability, seed, first, every, after, start_after_s, duration_s, flap, ttl_s, control_url, token_file, lab_dir) -> None:
     """Switch on fault NAME (or the faults in a file, -f).
 
     Everything the control API takes can be said with flags: the kind's
@@ -169,7 +176,7 @@ def fault_add(name, spec_file, kind, params, roles, hosts, endpoints, methods, r
         if ttl_s is not None:
             spec["ttl_s"] = ttl_s
         specs = [spec]
-    control = control_client(control_url, lab_dir)
+    control = control_client(control_url, lab_dir, token_file)
     for spec in specs:
         stored = control.add(spec)
         click.echo(f"fault {stored['name']} ({stored['kind']}) on, expires in {stored['expires_at'] - time.time():.0f}s")
@@ -194,9 +201,9 @@ def _specs_from_file(path: Path) -> list[dict]:
 @fault.command("rm")
 @click.argument("names", nargs=-1, required=True)
 @with_control
-def fault_rm(names, control_url, lab_dir) -> None:
+def fault_rm(names, control_url, token_file, lab_dir) -> None:
     """Switch off the named faults."""
-    control = control_client(control_url, lab_dir)
+    control = control_client(control_url, lab_dir, token_file)
     for name in names:
         control.remove(name)
         click.echo(f"fault {name} off")
@@ -204,9 +211,9 @@ def fault_rm(names, control_url, lab_dir) -> None:
 
 @fault.command("reset")
 @with_control
-def fault_reset(control_url, lab_dir) -> None:
+def fault_reset(control_url, token_file, lab_dir) -> None:
     """Switch off every fault."""
-    removed = control_client(control_url, lab_dir).reset()
+    removed = control_client(control_url, lab_dir, token_file).reset()
     click.echo(f"{removed} fault(s) off")
 
 
@@ -214,23 +221,29 @@ def fault_reset(control_url, lab_dir) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
 @click.option("--after", type=click.IntRange(min=0), default=0, help="Start after this event id.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--origin", "origins", multiple=True, type=click.Choice(ORIGINS), help="Only requests from this origin (repeatable).")
 @with_control
-def tap(follow, after, as_json, control_url, lab_dir) -> None:
-    """Print the upstream requests the fault proxy saw (the event tap)."""
-    control = control_client(control_url, lab_dir)
+def tap(follow, after, as_json, origins, control_url, token_file, lab_dir) -> None:
+    """Print the upstream requests the fault proxy saw (the event tap): who
+    asked (origin), what (method, host, endpoint kind, repository), the
+    answer, body bytes, and the fault that acted."""
+    control = control_client(control_url, lab_dir, token_file)
     cursor = after
+    if not as_json:
+        click.echo(f"{'id':>6} {'origin':<13} {'method':<7} {'host':<32} {'kind':<11} {'repository':<24} {'status':<6} {'bytes':>11} fault")
     while True:
         page = control.events(after=cursor, limit=1000)
         if page.dropped:
             click.echo(f"({page.dropped} events dropped: the tap's ring overflowed)", err=True)
         for event in page.events:
+            if origins and event.get("origin") not in origins:
+                continue
             if as_json:
                 click.echo(json.dumps(event))
             else:
-                click.echo(f"{event['id']:>6} {event.get('method') or '-':<7} {event.get('host') or '-':<24} "
-                           f"{event.get('kind') or '-':<9} {event.get('repository') or '-':<24} "
-                           f"{event.get('status') or '-':<4} {event.get('bytes') or 0:>10}B "
-                           f"{event.get('fault') or ''}")
+                click.echo(f"{event['id']:>6} {event.get('origin') or '-':<13} {event.get('method') or '-':<7} "
+                           f"{event.get('host') or '-':<32} {event.get('kind') or '-':<11} {event.get('repository') or '-':<24} "
+                           f"{event.get('status') or '-':<6} {event.get('bytes') or 0:>10}B {event.get('fault') or ''}")
         cursor = page.next
         if not follow:
             return

@@ -24,7 +24,8 @@ var_option = click.option(
     "--var", "var_pairs", multiple=True, metavar="NAME=VALUE",
     help="Set a scenario variable (beats the environment and the file's defaults).",
 )
-control_option = click.option("--control", "control_url", help="Control API of a fault proxy (default: the running lab's).")
+control_option = click.option(
+    "--control", "control_url", help="Control API of a fault proxy, HOST:PORT or http://HOST:PORT (default: the running lab's).")
 
 
 class ReportTarget(click.ParamType):
@@ -65,37 +66,32 @@ def write_reports(journals, reports) -> None:
             out.write(render_format("markdown", journals) + "\n")
 
 
+token_option = click.option(
+    "--control-token-file", "token_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="CHAOS_CONTROL_TOKEN_FILE",
+    help="File holding the control API's token, for a fault proxy started with hub_control_token_file (or $CHAOS_CONTROL_TOKEN_FILE).")
+
+
 def with_control(func):
-    """--control and --lab-dir: which fault proxy a command talks to."""
-    return control_option(lab_dir_option(func))
+    """--control, --control-token-file and --lab-dir: which fault proxy a command talks to."""
+    return control_option(token_option(lab_dir_option(func)))
 
 
-def control_client(control_url: str | None, lab_dir: Path):
+def control_client(control_url: str | None, lab_dir: Path, token_file: Path | None = None):
     from chaos.lab.layout import LabPaths, LabState
     from chaos.proxy.control_client import ControlClient
 
     if not control_url:
         state_file = LabPaths(lab_dir).state_file
         if not state_file.exists():
-            raise UsageError(f"no lab running in {lab_dir}: pass --control URL of a fault proxy, or `chaos lab up`")
+            raise UsageError(f"no lab running in {lab_dir}: pass --control HOST:PORT of a fault proxy, or `chaos lab up`")
         control_url = LabState.load(state_file).control_url
-    return ControlClient(control_base_url(control_url))
-
-
-def control_base_url(text: str) -> str:
-    """--control as a URL: http://HOST:PORT, https://HOST:PORT, or plain HOST:PORT (http)."""
-    from urllib.parse import urlsplit
-
-    url = text.strip() if "://" in text else f"http://{text.strip()}"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        port = None
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or port is None or parts.path not in ("", "/"):
-        raise UsageError(f"--control {quoted(text)}: expected HOST:PORT or http://HOST:PORT of a fault proxy's control API")
-    return url.rstrip("/")
+    token = None
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--control-token-file {token_file}: cannot read: {exc.strerror}") from None
+    return ControlClient(control_url, token=token)
 
 
 def scenario_files(paths: tuple[Path, ...]) -> list[Path]:
