@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from chaos.lab.ports import is_listening
+from chaos.lab.process import identify
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAOS = [sys.executable, "-m", "chaos.cli"]
@@ -23,20 +24,17 @@ def run_chaos(*args: str, cwd: Path, env: dict | None = None, timeout: float = R
 
 
 def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention text (a run folder: every
-    lab component's config, confdir or accounts file lives there)."""
+    """Live processes (not zombies, not this test process) whose command line
+    holds text: a run folder, as every lab component's config, confdir or
+    accounts file lives there. (Every tmp_path names "pytest-of-...", so no
+    command line may be skipped for naming pytest.)"""
     found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        try:
-            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-        except OSError:
-            continue
-        cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
-        if text in cmdline and state != "Z" and "pytest" not in cmdline:
-            found.append(f"{pid}: {cmdline}")
+        identity = identify(int(entry.name))
+        if identity is not None and text in " ".join(identity.cmdline):
+            found.append(f"{identity.pid}: {' '.join(identity.cmdline)}")
     return found
 
 

@@ -16,15 +16,16 @@ import pytest
 import requests
 
 from chaos.clients.builtin import BuiltinClient
-from chaos.vocab.codes import NETWORK
 from chaos.lab.components import proxy as lab_proxy
 from chaos.lab.components.cdn import blob_cdn, write_secret
 from chaos.lab.components.launch import INHERITED_ENV
 from chaos.lab.components.proxy import ADDON, PROXY_TUNING, TRANSFER_TUNING, fault_proxy
 from chaos.lab.lab import Lab
-from chaos.proxy.control_client import ControlClient
-from chaos.vocab.reference import parse_reference
 from chaos.language.model import LabSpec, SeedImage, User
+from chaos.proxy.control_client import ControlClient
+from chaos.shipped import addon_path
+from chaos.vocab.codes import NETWORK
+from chaos.vocab.reference import parse_reference
 from tests.lab_helpers import listening, processes_mentioning
 
 CDN_HOST = "production.cloudflare.docker.com"
@@ -74,13 +75,13 @@ def test_proxy_launcher_runs_the_addon_with_the_lab_tuning_and_routes(tmp_path):
     launch = lab_proxy_launch(tmp_path)
     assert (launch.name, launch.url) == ("proxy", "http://127.0.0.1:5400")
     assert launch.argv == (
-        "/venv/bin/mitmdump", "--quiet",
+        "/venv/bin/mitmdump", "--set", "termlog_verbosity=alert", "--set", "flow_detail=0",
         "--listen-host", "127.0.0.1", "--listen-port", "5400",
         "--set", f"confdir={tmp_path / 'proxy'}",
         "--set", "connection_strategy=lazy",
         "--set", "stream_large_bodies=256k",
         "--set", "http2=false",
-        "-s", str(ROOT / "addons" / "hub_chaos.py"),
+        "-s", str(addon_path()),
         "--set", "hub_routes=registry=http://127.0.0.1:1,auth=http://127.0.0.1:2,cdn=http://127.0.0.1:3",
         "--set", f"hub_cdn_secret_file={tmp_path / 'cdn-secret'}",
         "--set", "hub_control=127.0.0.1:5401",

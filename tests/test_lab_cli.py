@@ -45,14 +45,14 @@ def test_lab_up_pull_fault_and_down(tmp_path):
         assert json.loads(private.stdout)["served_by"] == "hub"
 
         # Toggle the outage at runtime, like toxiproxy-cli.
-        added = run_chaos("fault", "add", "hub-down", "--mode", "refuse", "--role", "registry", "--role", "auth", *common, cwd=tmp_path)
+        added = run_chaos("fault", "add", "hub-down", "--kind", "refuse", "--role", "registry", "--role", "auth", *common, cwd=tmp_path)
         assert added.returncode == 0, added.stderr
         listed = run_chaos("fault", "list", *common, cwd=tmp_path)
         assert "hub-down" in listed.stdout and "refuse" in listed.stdout
         uncached = run_chaos("pull", "nginx:1.25", "--json", *common, cwd=tmp_path)
         assert uncached.returncode == 1
         assert json.loads(uncached.stdout)["error_code"] == "NETWORK"
-        bad = run_chaos("fault", "add", "x", "--mode", "refuze", *common, cwd=tmp_path)
+        bad = run_chaos("fault", "add", "x", "--kind", "refuze", *common, cwd=tmp_path)
         assert bad.returncode == 2 and "unknown fault kind 'refuze'" in bad.stderr
         reset = run_chaos("fault", "reset", *common, cwd=tmp_path)
         assert reset.returncode == 0 and "1 fault(s) off" in reset.stdout
@@ -71,11 +71,16 @@ def test_lab_up_pull_fault_and_down(tmp_path):
 
 def test_second_lab_up_in_the_same_folder_is_refused(tmp_path):
     lab_dir = tmp_path / "lab"
-    lab_dir.mkdir()
-    (lab_dir / "lab.json").write_text("{}")
-    result = run_chaos("lab", "up", "--lab-dir", str(lab_dir), cwd=tmp_path)
-    assert result.returncode == 2
-    assert "already running" in result.stderr
+    first = run_chaos("lab", "up", "--lab-dir", str(lab_dir), cwd=tmp_path)
+    try:
+        assert first.returncode == 0, first.stdout + first.stderr
+        second = run_chaos("lab", "up", "--lab-dir", str(lab_dir), cwd=tmp_path)
+        assert second.returncode == 2
+        assert "already running" in second.stderr
+        assert run_chaos("lab", "status", "--lab-dir", str(lab_dir), cwd=tmp_path).returncode == 0  # the first is untouched
+    finally:
+        run_chaos("lab", "down", "--lab-dir", str(lab_dir), cwd=tmp_path)
+    assert not processes_mentioning(str(lab_dir))
 
 
 def test_lab_up_with_the_docker_engine_pulls_with_real_clients_and_down_cleans_the_daemon(tmp_path):

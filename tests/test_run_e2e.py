@@ -102,7 +102,8 @@ def test_component_that_cannot_start_stops_the_others(tmp_path):
     assert "mirror exited with code 1 before it was ready" in result.stderr
     assert "simulated failure" in result.stderr
     assert not processes_mentioning(str(run_dir))
-    assert not (run_dir / "lab" / "lab.json").exists()
+    # lab.json stays as evidence, marked stopped once the teardown completed.
+    assert json.loads((run_dir / "lab" / "lab.json").read_text())["status"] == "stopped"
 
 
 def test_sigint_mid_run_tears_everything_down(tmp_path):

@@ -112,11 +112,11 @@ def make_runner(tmp_path: Path, steps_yaml: str, *, engine_for=None, probe=None,
     probe = probe or FakeProbe()
     engines_asked = []
 
-    def engines(name, credentials, timeout):
+    def engines(name, credentials, timeout, mirror_only):
         engines_asked.append((name, credentials, timeout))
         return engine_for(name) if engine_for else FakeEngine(ok_pull())
 
-    def pusher(image, to, size_bytes, credentials):
+    def pusher(engine, image, to, size_bytes, credentials, timeout):
         return PushResult(image=str(image), target=to, ok=to != "mirror", error_code=None if to != "mirror" else "UNSUPPORTED", status=405)
 
     state = LabState(root=str(tmp_path), mirror_url="http://127.0.0.1:1", control_url="http://127.0.0.1:2",
@@ -341,6 +341,9 @@ def test_the_proxy_restarting_starts_the_tap_again(tmp_path):
         def publish(self, image, seed):
             raise AssertionError("not asked")
 
+        def problems(self):
+            return {}
+
     control = FakeControl()
     control.emit(kind="manifest")
     runner, _, _ = make_runner(tmp_path, """\
@@ -364,6 +367,9 @@ def test_steps_run_on_a_worker_thread_unless_their_kind_starts_processes(tmp_pat
             seen.append(("publish", threading.current_thread() is threading.main_thread()))
             return "sha256:" + "f" * 64
 
+        def problems(self):
+            return {"mirror": "exited with code 2: panic: upstream refused"} if seen else {}
+
     runner, _, _ = make_runner(tmp_path, """\
   - {name: r, restart: mirror}
   - {name: p, publish: {image: alpine:3.20}}
@@ -372,6 +378,8 @@ def test_steps_run_on_a_worker_thread_unless_their_kind_starts_processes(tmp_pat
     journal = runner.run()
     assert journal.status == "completed"
     assert seen == [("restart", True), ("publish", False)]
+    # What is down after each step is recorded with it.
+    assert records(journal)["p"].components_down == {"mirror": "exited with code 2: panic: upstream refused"}
     assert records(journal)["p"].outcome["results"][0]["digest"] == "sha256:" + "f" * 64
 
 

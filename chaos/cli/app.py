@@ -16,6 +16,7 @@ import signal
 import click
 
 from chaos.cli import faults, lab, pull, run
+from chaos.cli.options import PROGRESS_REDACTOR
 from chaos.errors import ChaosError
 
 EXIT_INTERRUPTED = 130
@@ -50,11 +51,13 @@ class _ChaosGroup(click.Group):
 
 class _ProgressHandler(logging.Handler):
     """Progress lines on stderr, `  .. message`; written through click, to
-    whatever stderr is when the line is written (tests swap it)."""
+    whatever stderr is when the line is written (tests swap it). The run's
+    secrets are masked here too: an engine's progress may quote an answer
+    that carries one."""
 
     def emit(self, record: logging.LogRecord) -> None:
         prefix = "  .. " if record.levelno < logging.WARNING else "  .. warning: "
-        click.echo(prefix + record.getMessage(), err=True)
+        click.echo(prefix + PROGRESS_REDACTOR.text(record.getMessage()), err=True)
 
 
 def _show_progress() -> None:

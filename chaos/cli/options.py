@@ -8,6 +8,11 @@ from pathlib import Path
 import click
 
 from chaos.errors import UsageError, quoted
+from chaos.journal import Redactor
+
+PROGRESS_REDACTOR = Redactor()
+"""Masks the secrets of the scenarios being run in progress lines (chaos.cli.app)."""
+
 
 def default_lab_dir() -> Path:
     """Where `chaos lab up` keeps a lab unless told otherwise: one per user,
@@ -77,14 +82,14 @@ def with_control(func):
 
 
 def control_client(control_url: str | None, lab_dir: Path, token_file: Path | None = None):
-    from chaos.lab.layout import LabPaths, LabState
+    from chaos.lab.lab import running_lab_state
     from chaos.proxy.control_client import ControlClient
 
     if not control_url:
-        state_file = LabPaths(lab_dir).state_file
-        if not state_file.exists():
+        state = running_lab_state(lab_dir)
+        if state is None:
             raise UsageError(f"no lab running in {lab_dir}: pass --control HOST:PORT of a fault proxy, or `chaos lab up`")
-        control_url = LabState.load(state_file).control_url
+        control_url = state.control_url
     token = None
     if token_file is not None:
         try:
@@ -121,6 +126,7 @@ def load_all(paths: tuple[Path, ...], var_pairs: tuple[str, ...]):
     overrides = parse_overrides(var_pairs)
     scenarios = [load_scenario(path, overrides=overrides) for path in scenario_files(paths)]
     check_overrides_used(overrides, scenarios)
+    PROGRESS_REDACTOR.secrets = Redactor(frozenset().union(*(s.secrets for s in scenarios))).secrets
     return scenarios
 
 

@@ -4,10 +4,16 @@ registry/service_v2.go), without needing a daemon.
 
 Endpoints are tried in order: the mirror, then Docker Hub. For a mirror the
 daemon's continueOnError is always true, so any mirror failure (refused,
-timeout, 404, 500, a corrupt layer...) falls back to Hub; the error reported
-when every endpoint fails is the last one's, Hub's. Layers come from the
-endpoint that served the manifest, streamed and verified, then thrown away:
-only bytes and digests matter here.
+404, 500, a corrupt layer...) falls back to Hub; the error reported when
+every endpoint fails is the last one's, Hub's. Blobs come from the endpoint
+that served the manifest, streamed and verified, then thrown away: only bytes
+and digests matter here.
+
+Time: the daemon's own limits and retry schedule (registry_http.DaemonTimings)
+inside one budget for the whole pull, the caller's. A request the daemon
+would wait for forever (a manifest whose answer never comes) is waited for
+until the budget ends, and the pull then fails with TIMEOUT naming it;
+nothing shorter than the budget depends on the budget.
 """
 
 from __future__ import annotations
@@ -16,21 +22,35 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 
 import requests
-import tenacity
 
 from chaos import __version__
 from chaos.clients.registry_http import (
-    CHUNK_BYTES,
+    DOCKERD_20_10,
+    DaemonTimings,
     EndpointClient,
+    PullDeadline,
     RegistryFailure,
-    network_failure,
-    read_bounded,
+    Reply,
+    daemon_like_session,
 )
-from chaos.vocab.codes import BAD_RESPONSE, DENIED, DIGEST_MISMATCH, MANIFEST_UNKNOWN, NAME_UNKNOWN, UNAUTHORIZED, errcode_text
+from chaos.vocab.codes import (
+    BAD_RESPONSE,
+    BLOB_UNKNOWN,
+    DENIED,
+    DIGEST_MISMATCH,
+    MANIFEST_UNKNOWN,
+    NAME_UNKNOWN,
+    TIMEOUT,
+    TOOMANYREQUESTS,
+    UNAUTHORIZED,
+    UNSUPPORTED,
+    errcode_text,
+)
 from chaos.vocab.hub import REGISTRY_URL
 from chaos.vocab.names import HUB, MIRROR
 from chaos.vocab.results import Attempt, PullResult
@@ -108,7 +128,7 @@ class BuiltinClient:
     On success served_by and digest name the endpoint that delivered the image
     and its (platform) manifest digest; on failure both are None, error_code
     and message are the last endpoint's (Hub's), and attempts tells what each
-    endpoint said."""
+    endpoint said (status, error code and the endpoint's own message)."""
 
     def __init__(
         self,
@@ -118,21 +138,33 @@ class BuiltinClient:
         proxy_url: str | None = None,
         ca_file: str | None = None,
         credentials: tuple[str, str] | None = None,
-        timeout: float = 30.0,
+        timeout: float = 120.0,
         platform: str = "linux/amd64",
-        blob_attempts: int = 3,
+        mirror_only: bool = False,
+        timings: DaemonTimings = DOCKERD_20_10,
+        blob_attempts: int | None = None,
     ):
         """mirror_url is reached directly, as Go programs never proxy loopback;
         hub_url, its token realm and its redirects go through proxy_url (None:
         direct) and trust ca_file (None: the system's CAs). credentials are the
         user's `docker login` and only ever go to Hub and its token realm.
-        timeout bounds each connect and each read. A blob download failing on
-        the network or with a 5xx is tried blob_attempts times in all, as the
-        daemon's download manager retries layers."""
+
+        timeout is the whole pull's budget: past it the pull stops where it is
+        (TIMEOUT, naming what it was waiting for) as a `docker pull` cancelled
+        by its caller would. Inside it only the daemon's own limits apply
+        (`timings`: dial, TLS handshake, ping and token limits, the blob retry
+        schedule), so the same fault gives the same result whatever the budget,
+        unless the budget ends the pull first.
+
+        mirror_only: pull from the mirror alone, as from any registry (no
+        fallback to Hub). blob_attempts: cap the attempts per blob (config and
+        layers; None: the daemon's 5 and 6)."""
         if timeout <= 0:
             raise UsageError(f"timeout must be positive, got {timeout!r}")
-        if blob_attempts < 1:
+        if blob_attempts is not None and blob_attempts < 1:
             raise UsageError(f"blob_attempts must be at least 1, got {blob_attempts!r}")
+        if mirror_only and not mirror_url:
+            raise UsageError("a pull from the mirror only needs a mirror")
         self.mirror_url = mirror_url.rstrip("/") if mirror_url else None
         self.hub_url = hub_url.rstrip("/")
         self.proxy_url = proxy_url
@@ -140,78 +172,80 @@ class BuiltinClient:
         self.credentials = credentials
         self.timeout = timeout
         self.platform = Platform.parse(platform)
+        self.mirror_only = mirror_only
+        self.timings = timings
         self.blob_attempts = blob_attempts
 
     def pull(self, ref: ImageReference) -> PullResult:
         started = time.monotonic()
+        deadline = started + self.timeout
         run = _PullRun(ref)
         attempts: list[Attempt] = []
         failure: RegistryFailure | None = None
-        with requests.Session() as session:
-            # The caller's HTTPS_PROXY, NO_PROXY, .netrc or REQUESTS_CA_BUNDLE
-            # must never decide where a chaos experiment's traffic goes.
-            session.trust_env = False
-            # Digests are over the bytes as stored: no transparent decompression.
-            session.headers["Accept-Encoding"] = "identity"
-            session.headers["User-Agent"] = USER_AGENT
-            for name, endpoint in self._endpoints(session):
+        session = daemon_like_session(USER_AGENT)
+        try:
+            for name, endpoint in self._endpoints(session, deadline):
                 try:
                     digest = self._pull_from(endpoint, run)
                 except RegistryFailure as error:
                     failure = error
-                    message = docker_message(error, ref)
-                    attempts.append(
-                        Attempt(name, endpoint.base_url, False, error.status, error.code, message)
-                    )
-                    run.say(f"{run.label} {name} failed: {message}")
+                    attempts.append(Attempt(name, endpoint.base_url, False, error.status, error.code, error.message))
+                    run.say(f"{run.label} {name} failed: {error.message}")
                     continue
+                except PullDeadline as late:
+                    message = f"pull {ref.familiar} did not finish within {self.timeout:.1f}s (still waiting for {late.doing})"
+                    attempts.append(Attempt(name, endpoint.base_url, False, None, TIMEOUT, message))
+                    run.say(f"{run.label} {name}: {message}")
+                    return PullResult(
+                        image=str(ref), ok=False, error_code=TIMEOUT, message=message, bytes=run.bytes,
+                        seconds=time.monotonic() - started, attempts=tuple(attempts), raw=message,
+                    )
                 attempts.append(Attempt(name, endpoint.base_url, True, 200))
                 return PullResult(
-                    image=str(ref),
-                    ok=True,
-                    served_by=name,
-                    digest=digest,
-                    bytes=run.bytes,
-                    seconds=time.monotonic() - started,
-                    attempts=tuple(attempts),
+                    image=str(ref), ok=True, served_by=name, digest=digest, bytes=run.bytes,
+                    seconds=time.monotonic() - started, attempts=tuple(attempts),
                 )
-        assert failure is not None  # the hub endpoint is always tried
+        finally:
+            session.close()
+        assert failure is not None  # at least one endpoint is always tried
         return PullResult(
-            image=str(ref),
-            ok=False,
-            error_code=failure.code,
-            message=attempts[-1].message,
-            bytes=run.bytes,
-            seconds=time.monotonic() - started,
-            attempts=tuple(attempts),
-            raw=failure.raw,
+            image=str(ref), ok=False, error_code=failure.code, message=docker_message(failure, ref), bytes=run.bytes,
+            seconds=time.monotonic() - started, attempts=tuple(attempts), raw=failure.raw,
         )
 
-    def _endpoints(self, session: requests.Session):
+    def _endpoints(self, session: requests.Session, deadline: float):
         if self.mirror_url:
             yield MIRROR, EndpointClient(
-                session,
-                self.mirror_url,
-                proxy_url=None,
-                verify=True,
-                credentials=None,
-                timeout=self.timeout,
+                session, self.mirror_url, proxy_url=None, verify=True, credentials=None,
+                deadline=deadline, timings=self.timings,
             )
+        if self.mirror_only:
+            return
         yield HUB, EndpointClient(
-            session,
-            self.hub_url,
-            proxy_url=self.proxy_url,
-            verify=self.ca_file or True,
-            credentials=self.credentials,
-            timeout=self.timeout,
+            session, self.hub_url, proxy_url=self.proxy_url, verify=self.ca_file or True,
+            credentials=self.credentials, deadline=deadline, timings=self.timings,
         )
 
     def _pull_from(self, endpoint: EndpointClient, run: _PullRun) -> str:
         """Pull everything from one endpoint; return the platform manifest digest."""
         ref = run.ref
         endpoint.ping()
-        expected = Descriptor(ref.digest, -1) if ref.digest else None  # size unknown
-        manifest = _fetch_manifest(endpoint, run, ref.reference, expected)
+        # As pull_v2.go pullV2Tag: a tag is resolved to a digest first (a HEAD,
+        # which Hub's rate limit does not count), then the manifest is fetched by digest.
+        if ref.digest:
+            manifest = _fetch_manifest(endpoint, run, ref.digest, Descriptor(ref.digest, -1))
+        else:
+            resolved = _resolve_tag(endpoint, run, ref.tag)
+            try:
+                manifest = _fetch_manifest(endpoint, run, resolved.digest, resolved)
+            except RegistryFailure as failure:
+                if failure.status != 404:
+                    raise
+                # pull_v2.go: a registry that knows the tag but not its digest gets
+                # the deprecated fallback, the manifest by tag.
+                run.say(f"{run.label}: {endpoint.base_url} failed to pull manifest by the resolved digest; "
+                        "falling back to pull by tag (deprecated)")
+                manifest = _fetch_manifest(endpoint, run, ref.tag, None)
         if manifest.is_index:
             chosen = next(
                 (entry for entry, platform in manifest.entries if self.platform.accepts(platform)),
@@ -227,19 +261,7 @@ class BuiltinClient:
                 raise RegistryFailure(
                     BAD_RESPONSE, f"manifest list entry {chosen.digest} is itself a manifest list"
                 )
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.blob_attempts),
-            wait=tenacity.wait_exponential(multiplier=0.5, max=2.0),
-            retry=tenacity.retry_if_exception(
-                lambda error: isinstance(error, RegistryFailure) and error.retriable
-            ),
-            reraise=True,
-        )
-        blobs = [("config", manifest.config)] + [("layer", layer) for layer in manifest.layers]
-        for kind, blob in blobs:
-            for attempt in retrying:
-                with attempt:
-                    _fetch_blob(endpoint, run, kind, blob)
+        _Download(endpoint, run, manifest, self.timings, self.blob_attempts).run()
         return manifest.digest
 
 
@@ -251,37 +273,299 @@ class _PullRun:
         self.label = f"{ref.repository}:{ref.tag}" if ref.tag else f"{ref.repository}@{ref.digest}"
         self.scope = f"repository:{ref.repository}:pull"
         self.bytes = 0
+        self._lock = threading.Lock()  # blobs download in parallel
         # Quick pulls stay quiet; a pull still running after the interval reports.
         self._last_report = time.monotonic()
 
     def say(self, line: str) -> None:
         log.info(line)
 
+    def received(self, count: int) -> None:
+        with self._lock:
+            self.bytes += count
+
     def blob_progress(self, kind: str, digest: str, done: int, total: int) -> None:
         now = time.monotonic()
-        if now - self._last_report >= PROGRESS_INTERVAL_S:
+        with self._lock:
+            if now - self._last_report < PROGRESS_INTERVAL_S:
+                return
             self._last_report = now
-            log.info(
-                f"{self.label} {kind} {digest[:13]} {done / 1e6:.1f}/{max(total, 0) / 1e6:.1f} MB"
+        log.info(f"{self.label} {kind} {digest[:13]} {done / 1e6:.1f}/{max(total, 0) / 1e6:.1f} MB")
+
+
+class _Cancelled(Exception):
+    """Another blob of the pull failed for good (or the pull ran out of time)."""
+
+
+# distribution/errors.go retryOnError: registry answers that no retry can change.
+_DO_NOT_RETRY = (UNAUTHORIZED, UNSUPPORTED, DENIED, TOOMANYREQUESTS, NAME_UNKNOWN)
+
+
+def retry_on_error(failure: RegistryFailure) -> bool:
+    """Whether the daemon tries a blob again after this failure (moby v20.10.24
+    distribution/errors.go retryOnError, pull_v2.go Download): never for
+    unauthorized, unsupported, denied, toomanyrequests, name unknown, a 404
+    (ErrBlobUnknown), a 4xx that is not registry protocol
+    (UnexpectedHTTPResponseError), or a digest mismatch on a download from the
+    start; always for the network, timeouts, 5xx and everything else."""
+    if failure.code in _DO_NOT_RETRY:
+        return False
+    if failure.status == 404:
+        return False
+    if failure.status is not None and 400 <= failure.status < 500 and not failure.registry_error:
+        return False
+    if failure.code == DIGEST_MISMATCH:
+        return failure.retriable  # set when the download had been resumed
+    return True
+
+
+class _Download:
+    """The blobs of one image from one endpoint, as the daemon fetches them: the
+    config in its own goroutine (5 attempts, 250 ms doubling), layers through
+    the download manager (3 at a time, 6 attempts each, 5 to 25 s apart,
+    resuming with a Range request). The config's failure wins; otherwise the
+    topmost failed layer's, as the chained layer transfers report it. A
+    definitive failure ends the others."""
+
+    def __init__(self, endpoint: EndpointClient, run: _PullRun, manifest: Manifest, timings: DaemonTimings,
+                 blob_attempts: int | None):
+        self.endpoint = endpoint
+        self.run_ = run
+        self.manifest = manifest
+        self.timings = timings
+        self.cap = blob_attempts
+        self.cancel = threading.Event()
+
+    def run(self) -> None:
+        config = _Job(lambda: self._config(self.manifest.config))
+        layers = [_Job(lambda layer=layer: self._layer(layer)) for layer in self.manifest.layers]
+        config.start()
+        queue: list[_Job] = list(layers)
+        lock = threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    job = queue.pop(0)
+                job.run_here(self.cancel)
+
+        for _ in range(min(self.timings.max_concurrent_downloads, len(layers))):
+            threading.Thread(target=worker, daemon=True, name="chaos-blob").start()
+        try:
+            config.result()
+            for job in reversed(layers):
+                job.result()
+        except BaseException:
+            self.cancel.set()
+            self.endpoint.abort_all()
+            raise
+
+    # -- the config: distribution/pull_v2.go pullSchema2Config and retry()
+
+    def _config(self, blob: Descriptor) -> None:
+        schedule = self.timings.config_retry_s
+        attempts = min(len(schedule) + 1, self.cap or len(schedule) + 1)
+        for attempt in range(1, attempts + 1):
+            try:
+                state = _BlobState(blob)
+                self._fetch(blob, "config", state)
+                break
+            except RegistryFailure as error:
+                if not retry_on_error(error) or attempt == attempts:
+                    # Go's retry() reports attempt+1 after the last one (an off-by-one):
+                    # "download failed after attempts=6" for 5 attempts.
+                    said = attempt + 1 if retry_on_error(error) else attempt
+                    raise _config_failure(error, f"download failed after attempts={said}: {error.message}") from None
+                self._wait(schedule[attempt - 1], f"the retry of the image config {blob.digest[:19]}", error)
+        if not state.verified():
+            raise _config_failure(
+                RegistryFailure(DIGEST_MISMATCH, "", raw=f"{blob.digest}: received {state.offset} bytes of {blob.size}"),
+                f"image config verification failed for digest {blob.digest}",
             )
+
+    # -- a layer: distribution/xfer/download.go and pull_v2.go v2LayerDescriptor.Download
+
+    def _layer(self, blob: Descriptor) -> None:
+        schedule = self.timings.layer_retry_s
+        attempts = min(len(schedule) + 1, self.cap or len(schedule) + 1)
+        state = _BlobState(blob)
+        for attempt in range(1, attempts + 1):
+            try:
+                resumed = state.offset > 0
+                self._fetch(blob, "layer", state)
+                if not state.verified():
+                    raise RegistryFailure(
+                        DIGEST_MISMATCH,
+                        f"filesystem layer verification failed for digest {blob.digest}",
+                        raw=f"{blob.digest}: received {state.offset} bytes of {blob.size}",
+                        # A mismatch after a resumed download is retried from the start.
+                        retriable=resumed,
+                    )
+                return
+            except RegistryFailure as error:
+                if error.code == DIGEST_MISMATCH or "206" in error.message:
+                    state.truncate()
+                if not retry_on_error(error) or attempt == attempts:
+                    raise
+                delay = schedule[attempt - 1]
+                self.run_.say(
+                    f"{self.run_.label} layer {blob.digest[:19]}: download failed, retrying "
+                    f"({attempt}/{attempts - 1}) in {delay:g}s: {error.message}"
+                )
+                self._wait(delay, f"the retry of layer {blob.digest[:19]}", error)
+
+    def _wait(self, seconds: float, what: str, error: RegistryFailure) -> None:
+        left = self.endpoint.deadline - time.monotonic()
+        if seconds >= left:
+            self.cancel.wait(max(0.0, left))
+            raise PullDeadline(f"{what} in {seconds:g}s, after: {error.message}")
+        if self.cancel.wait(seconds):
+            raise _Cancelled()
+
+    def _fetch(self, blob: Descriptor, kind: str, state: _BlobState) -> None:
+        """One GET of a blob into `state` (from its offset, with Range when resuming)."""
+        if self.cancel.is_set():
+            raise _Cancelled()
+        offset = state.offset
+        reply = self.endpoint.get(
+            f"/v2/{self.run_.ref.repository}/blobs/{blob.digest}", scope=self.run_.scope,
+            not_found_code=BLOB_UNKNOWN, headers={"Range": f"bytes={offset}-"} if offset else None,
+        )
+        with reply:
+            if offset:
+                _check_range(reply, offset)
+            for chunk in reply.chunks():
+                if self.cancel.is_set():
+                    raise _Cancelled()
+                self.run_.received(len(chunk))
+                if not state.feed(chunk):
+                    break  # longer than its descriptor: no need to read the rest
+                self.run_.blob_progress(kind, blob.digest, state.offset, blob.size)
+
+
+class _Job:
+    """A blob fetch on a daemon thread, whose outcome the pull waits for."""
+
+    def __init__(self, action):
+        self.action = action
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self.run_here, args=(None,), daemon=True, name="chaos-blob").start()
+
+    def run_here(self, cancel: threading.Event | None) -> None:
+        try:
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled()
+            self.action()
+        except BaseException as exc:  # handed to whoever waits for the result
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def result(self) -> None:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+class _BlobState:
+    """A blob received so far: the bytes counted and hashed (kept across a resumed download)."""
+
+    def __init__(self, blob: Descriptor):
+        self.blob = blob
+        self.truncate()
+
+    def truncate(self) -> None:
+        self.offset = 0
+        self.hasher = hashlib.new(self.blob.digest.split(":", 1)[0])
+
+    def feed(self, chunk: bytes) -> bool:
+        """Count and hash a chunk; False once past the descriptor's size."""
+        self.offset += len(chunk)
+        if self.offset > self.blob.size:
+            return False
+        self.hasher.update(chunk)
+        return True
+
+    def verified(self) -> bool:
+        algorithm = self.blob.digest.split(":", 1)[0]
+        return self.offset == self.blob.size and f"{algorithm}:{self.hasher.hexdigest()}" == self.blob.digest
+
+
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+def _check_range(reply: Reply, offset: int) -> None:
+    """A resumed download must get its range (distribution's httpReadSeeker)."""
+    if reply.status_code != 206:
+        raise RegistryFailure(
+            BAD_RESPONSE, "expected HTTP 206 from byte range request",
+            status=reply.status_code, raw=f"{reply.url}: {reply.status_code} to Range: bytes={offset}-",
+        )
+    found = _CONTENT_RANGE.match(reply.headers.get("Content-Range", "").strip())
+    if not found or int(found.group(1)) != offset:
+        raise RegistryFailure(
+            BAD_RESPONSE, f"received Content-Range {reply.headers.get('Content-Range')!r} for a download resumed at {offset}",
+            status=206,
+        )
+
+
+def _config_failure(error: RegistryFailure, message: str) -> RegistryFailure:
+    """ImageConfigPullError: "error pulling image configuration: ..."."""
+    return RegistryFailure(
+        error.code, f"error pulling image configuration: {message}", status=error.status, raw=error.raw,
+        registry_error=error.registry_error, registry_message=error.registry_message,
+        insufficient_scope=error.insufficient_scope,
+    )
+
+
+def _resolve_tag(endpoint: EndpointClient, run: _PullRun, tag: str) -> Descriptor:
+    """The tag's digest, as distribution's client resolves it (tags.Get): HEAD,
+    and when the HEAD fails with a status (or names no digest) a GET, for
+    registries without HEAD and for the error's details."""
+    path = f"/v2/{run.ref.repository}/manifests/{tag}"
+    try:
+        with endpoint.get(path, scope=run.scope, accept=ACCEPT, method="HEAD") as reply:
+            announced = reply.headers.get("Docker-Content-Digest", "").strip()
+            if _DIGEST_RE.match(announced):
+                return Descriptor(announced, _length(reply.headers))
+    except RegistryFailure as failure:
+        if failure.status is None:
+            raise  # no answer at all: the daemon does not try a GET either
+    with endpoint.get(path, scope=run.scope, accept=ACCEPT, not_found_code=MANIFEST_UNKNOWN) as reply:
+        announced = reply.headers.get("Docker-Content-Digest", "").strip()
+        if _DIGEST_RE.match(announced):
+            return Descriptor(announced, _length(reply.headers))
+        body = reply.read(MAX_MANIFEST_BYTES)
+    run.received(len(body))
+    return Descriptor("sha256:" + hashlib.sha256(body).hexdigest(), len(body))
+
+
+def _length(headers) -> int:
+    try:
+        return int(headers.get("Content-Length", "-1"))
+    except ValueError:
+        return -1
 
 
 def _fetch_manifest(
     endpoint: EndpointClient, run: _PullRun, reference: str, expected: Descriptor | None
 ) -> Manifest:
-    response = endpoint.get(
+    reply = endpoint.get(
         f"/v2/{run.ref.repository}/manifests/{reference}",
         scope=run.scope,
         accept=ACCEPT,
         not_found_code=MANIFEST_UNKNOWN,
     )
-    try:
-        body = read_bounded(response, MAX_MANIFEST_BYTES, proxy_url=endpoint.proxy_url)
-    finally:
-        response.close()
-    run.bytes += len(body)
+    with reply:
+        body = reply.read(MAX_MANIFEST_BYTES)
+    run.received(len(body))
     actual = "sha256:" + hashlib.sha256(body).hexdigest()
-    announced = response.headers.get("Docker-Content-Digest", "").strip()
+    announced = reply.headers.get("Docker-Content-Digest", "").strip()
     if announced and _digest_of(body, announced) != announced:
         raise RegistryFailure(
             DIGEST_MISMATCH,
@@ -295,38 +579,7 @@ def _fetch_manifest(
             raise RegistryFailure(
                 DIGEST_MISMATCH, f"image verification failed for digest {expected.digest}"
             )
-    return parse_manifest(body, response.headers.get("Content-Type", ""), actual)
-
-
-def _fetch_blob(endpoint: EndpointClient, run: _PullRun, kind: str, blob: Descriptor) -> None:
-    """Stream one blob into a hash and nowhere else; never hold it in memory."""
-    response = endpoint.get(
-        f"/v2/{run.ref.repository}/blobs/{blob.digest}", scope=run.scope, not_found_code="BLOB_UNKNOWN"
-    )
-    algorithm = blob.digest.split(":", 1)[0]
-    hasher = hashlib.new(algorithm)
-    received = 0
-    try:
-        for chunk in response.iter_content(CHUNK_BYTES):
-            received += len(chunk)
-            run.bytes += len(chunk)
-            if received > blob.size:
-                break  # longer than its descriptor: no need to read the rest
-            hasher.update(chunk)
-            run.blob_progress(kind, blob.digest, received, blob.size)
-    except requests.RequestException as exc:
-        raise network_failure(
-            exc, response.url, proxy_url=endpoint.proxy_url, mid_body=True
-        ) from exc
-    finally:
-        response.close()
-    if received != blob.size or f"{algorithm}:{hasher.hexdigest()}" != blob.digest:
-        what = "image config" if kind == "config" else "filesystem layer"
-        raise RegistryFailure(
-            DIGEST_MISMATCH,
-            f"{what} verification failed for digest {blob.digest}",
-            raw=f"{blob.digest}: received {received} bytes of {blob.size}",
-        )
+    return parse_manifest(body, reply.headers.get("Content-Type", ""), actual)
 
 
 def _digest_of(body: bytes, like: str) -> str | None:

@@ -25,10 +25,21 @@ What each PullResult field comes from:
   downloaded, as its progress reports them; manifests and config are not
   counted (the builtin client counts them).
 
+- attempts: one per endpoint the daemon tried (its log); a failed one carries
+  the error the daemon logged when it moved on ("Attempting next endpoint for
+  pull after error: ...") with its code, and the HTTP status when the text
+  quotes one or the code implies one (manifest unknown: 404).
+
 Every pull really pulls: the reference is removed from the daemon first. The
 pull is a streamed POST /images/create on the SDK's session rather than
 APIClient.pull, whose stream has no read timeout: a watchdog closes the
-response at the deadline, which makes the daemon cancel the pull.
+response at the deadline (the engine's timeout: the whole pull's budget),
+which makes the daemon cancel the pull. Nothing else here limits time: the
+daemon keeps its own limits (15 s for a ping, a token or a login; none on a
+manifest or blob answer; layer retries 5 to 25 s apart).
+
+mirror_only pulls `<mirror host>/<repository>:<tag>` from the mirror as from
+any registry (dockerd treats 127.0.0.0/8 as insecure, so plain http works).
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -50,12 +62,12 @@ import docker.errors
 import requests
 import urllib3.exceptions
 
-from chaos.clients.error_map import classify, docker_message, unquote_log_value
+from chaos.clients.error_map import answer_status, classify, docker_message, unquote_log_value
 from chaos.vocab.names import HUB, MIRROR
 from chaos.vocab.codes import TIMEOUT
 from chaos.vocab.hub import DAEMON_HUB_NAMES, INDEX_SERVER
 from chaos.vocab.results import Attempt, PullResult, PushResult, with_final_error
-from chaos.errors import EnvironmentProblem
+from chaos.errors import EnvironmentProblem, UsageError
 from chaos.vocab.reference import ImageReference
 
 log = logging.getLogger(__name__)
@@ -84,13 +96,17 @@ class DockerEngine:
         credentials: tuple[str, str] | None,
         timeout: float,
         platform: str = "linux/amd64",
+        mirror_only: bool = False,
     ):
         """daemon_log: the daemon's --debug log, when it is ours to read (the
         lab's dockerd); served_by and a list's platform digest come from it.
         timeout bounds each pull as a whole. EnvironmentProblem when the
         daemon does not answer."""
+        if mirror_only and not mirror_url:
+            raise UsageError("a pull from the mirror only needs a mirror")
         self.docker_host = docker_host
         self.mirror_url = mirror_url
+        self.mirror_only = mirror_only
         self.daemon_log = daemon_log
         self.credentials = credentials
         self.timeout = timeout
@@ -115,9 +131,9 @@ class DockerEngine:
         stream = _PullStream(ref)
         error_text, timed_out = None, False
         try:
-            self._remove(ref, deadline)
+            self._remove(self._pulled_name(ref), deadline)
             headers = {}
-            if self.credentials:
+            if self.credentials and not self.mirror_only:
                 auth, failure = self._login(deadline)
                 if failure is not None:
                     return _failed(ref, failure, started, bytes_=0)
@@ -126,10 +142,10 @@ class DockerEngine:
         except _Deadline:
             timed_out = True
         seconds = time.monotonic() - started
-        log = _DaemonLog(self.daemon_log, log_offset, ref) if self.daemon_log else None
+        log = _DaemonLog(self.daemon_log, log_offset, ref, registry=self._registry()) if self.daemon_log else None
         attempts = log.attempts(self.mirror_url, ok=error_text is None and not timed_out) if log else ()
         if timed_out:
-            message = f"docker pull {ref.familiar} did not finish within {self.timeout:g}s (cancelled)"
+            message = f"docker pull {ref.familiar} did not finish within {self.timeout:.1f}s (cancelled)"
             return PullResult(
                 image=str(ref), ok=False, error_code=TIMEOUT, message=message, bytes=stream.bytes,
                 seconds=seconds, attempts=with_final_error(attempts, TIMEOUT, message), raw=message,
@@ -142,10 +158,18 @@ class DockerEngine:
             digest=digest, bytes=stream.bytes, seconds=seconds, attempts=attempts,
         )
 
+    def _registry(self) -> str:
+        """Where the image is pulled from, as the reference names it."""
+        return urlsplit(self.mirror_url).netloc if self.mirror_only else "docker.io"
+
+    def _pulled_name(self, ref: ImageReference) -> str:
+        return f"{self._registry()}/{ref.repository}" + (f"@{ref.digest}" if ref.digest else f":{ref.tag}")
+
     def _stream_pull(self, ref: ImageReference, headers: dict, stream: _PullStream, deadline: float) -> str | None:
         """Run the pull; the daemon's error text, or None when it succeeded.
         Raises _Deadline when the deadline passed first (the pull is cancelled)."""
-        params = {"fromImage": f"docker.io/{ref.repository}", "tag": ref.digest or ref.tag, "platform": self.platform}
+        params = {"fromImage": f"{self._registry()}/{ref.repository}", "tag": ref.digest or ref.tag,
+                  "platform": self.platform}
         url = f"{self.api.base_url}/v{self.api.api_version}/images/create"
         remaining = _remaining(deadline)
         try:
@@ -178,16 +202,16 @@ class DockerEngine:
             watchdog.cancel()
             response.close()
 
-    def _remove(self, ref: ImageReference, deadline: float) -> None:
+    def _remove(self, name: str, deadline: float) -> None:
         """Forget the image so this pull really pulls (its layers go too when
         no other image shares them)."""
         try:
             with self._call_timeout(_remaining(deadline)):
-                self.api.remove_image(str(ref), force=True)
+                self.api.remove_image(name, force=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
-            raise EnvironmentProblem(f"engine docker: cannot remove {ref} before pulling it: {_first_line(exc)}") from None
+            raise EnvironmentProblem(f"engine docker: cannot remove {name} before pulling it: {_first_line(exc)}") from None
         except requests.Timeout:
             raise _Deadline() from None
         except requests.RequestException as exc:
@@ -195,19 +219,20 @@ class DockerEngine:
 
     def _login(self, deadline: float) -> tuple[str, str | None]:
         """(X-Registry-Auth value, login failure text or None). The daemon checks
-        the login itself (POST /auth, against Hub through the fault proxy). A
-        login that fails on the network - Hub is down, or so slow the login
-        outlives its share of the deadline - is not fatal: a user who logged
-        in before the outage still sends credentials with every pull, and so
-        does this engine."""
+        the login itself (POST /auth, against Hub through the fault proxy,
+        within its own 15 s limits). A login that fails on the network - Hub is
+        down, or so slow the login outlives the deadline - is not fatal: a user
+        who logged in before the outage still sends credentials with every
+        pull, and so does this engine."""
         user, password = self.credentials
         header = docker.auth.encode_header({"username": user, "password": password, "serveraddress": INDEX_SERVER})
         key = (self.docker_host, user, password)
         with _logged_in_lock:
             if key in _logged_in:
                 return header, None
-        # At most half of what is left, so the pull itself still gets its turn.
-        budget = max(0.1, _remaining(deadline) / 2)
+        # The daemon bounds a login itself (registry/auth.go: 15 s per request);
+        # only the pull's own deadline is added here.
+        budget = _remaining(deadline)
         try:
             with self._call_timeout(budget):
                 self.api.login(user, password, registry=INDEX_SERVER, reauth=True)
@@ -228,49 +253,103 @@ class DockerEngine:
 
     # -- push (an optional ability, chaos.clients.engines.Pusher) -------------
 
-    def push(self, image: ImageReference, registry_url: str, *, source: ImageReference) -> PushResult:
-        """`docker tag source <registry>/<image>; docker push` (source pulled
-        first). Note dockerd retries a failed layer upload five times, 5 to
-        20 s apart, before it reports the error."""
+    def push_archive(self, archive: Path, image: str, *, plain_http: bool) -> PushResult:
+        """`docker load` the archive (it names `image`), then `docker push image`:
+        what a user pushing a local build does. The daemon retries a failed
+        layer upload 5 times in all, 5, 10, 15, 20 s apart (distribution/xfer/
+        upload.go); past the engine's timeout the push is abandoned and the
+        result names the error it was retrying. plain_http needs nothing: the
+        daemon treats 127.0.0.0/8 registries as insecure."""
         started = time.monotonic()
-        pulled = self.pull(source)
-        if not pulled.ok:
-            return PushResult(image=str(image), target=registry_url, ok=False, error_code=pulled.error_code,
-                              message=f"could not pull {source.familiar} to push it: {pulled.message}",
-                              seconds=time.monotonic() - started)
-        host = urlsplit(registry_url).netloc
-        target, tag = f"{host}/{image.repository}", image.tag or "latest"
-        self.api.tag(str(source), target, tag)
-        error_text, digest = None, None
         deadline = started + self.timeout
+        log_offset = _size(self.daemon_log)
+        name, _, tag = image.rpartition(":")
+        error_text, digest, timed_out = None, None, False
         try:
-            # Each read waits at most the client's timeout (10 s); the daemon
-            # reports progress or "Retrying in N seconds" every second, so the
-            # deadline is checked often enough.
-            for line in self.api.push(target, tag=tag, stream=True, decode=True):
-                if time.monotonic() > deadline:
-                    error_text = f"docker push {target}:{tag}: deadline exceeded ({self.timeout:g}s)"
-                    break
-                if "error" in line:
-                    error_text = str(line["error"])
-                    break
-                status = str(line.get("status", ""))
-                if "digest: sha256:" in status:
-                    digest = re.search(r"digest: (sha256:[0-9a-f]{64})", status).group(1)
-                elif status.startswith("Retrying in"):
-                    self._say(f"push {target}:{tag} {line.get('id', '')} {status}")
-        except docker.errors.APIError as exc:
-            error_text = _explanation(exc)
+            self._load(archive, deadline)
+            headers = {}
+            if self.credentials and name.startswith("docker.io/"):
+                auth, failure = self._login(deadline)
+                if failure is not None:
+                    return _push_result(image, ok=False, text=failure, started=started)
+                headers["X-Registry-Auth"] = auth
+            else:
+                headers["X-Registry-Auth"] = docker.auth.encode_header({})
+            error_text, digest = self._stream_push(name, tag, headers, deadline)
+        except _Deadline:
+            timed_out = True
         finally:
             try:
-                self.api.remove_image(f"{target}:{tag}")
-            except docker.errors.APIError:
+                with self._call_timeout(10.0):
+                    self.api.remove_image(image, force=True)
+            except (docker.errors.APIError, requests.RequestException):
                 pass
-        seconds = time.monotonic() - started
+        if timed_out:
+            retried = _upload_errors(self.daemon_log, log_offset)
+            if retried:
+                # Like skopeo's back-offs on 429: the deadline ended a push the daemon
+                # kept retrying; the code is the registry's answer it kept getting.
+                text = (f"docker push {image} was still retrying after {len(retried)} failed upload(s) when its "
+                        f"{self.timeout:g}s ran out: {retried[-1]}")
+                return _push_result(image, ok=False, text=text, started=started, code=classify(retried[-1]))
+            text = f"docker push {image} did not finish within {self.timeout:.1f}s (cancelled)"
+            return _push_result(image, ok=False, text=text, started=started, code=TIMEOUT)
         if error_text is not None:
-            return PushResult(image=str(image), target=registry_url, ok=False, error_code=classify(error_text),
-                              message=error_text, seconds=seconds)
-        return PushResult(image=str(image), target=registry_url, ok=True, digest=digest, seconds=seconds)
+            return _push_result(image, ok=False, text=error_text, started=started)
+        return _push_result(image, ok=True, text=None, started=started, digest=digest)
+
+    def _load(self, archive: Path, deadline: float) -> None:
+        try:
+            with self._call_timeout(_remaining(deadline)), open(archive, "rb") as data:
+                answer = self.api.load_image(data, quiet=True)
+                for line in answer or ():
+                    if isinstance(line, dict) and line.get("error"):
+                        raise EnvironmentProblem(f"engine docker: docker load {archive.name}: {line['error']}")
+        except docker.errors.APIError as exc:
+            raise EnvironmentProblem(f"engine docker: docker load {archive.name}: {_first_line(exc)}") from None
+        except requests.Timeout:
+            raise _Deadline() from None
+        except requests.RequestException as exc:
+            raise self._daemon_gone(exc) from None
+
+    def _stream_push(self, name: str, tag: str, headers: dict, deadline: float) -> tuple[str | None, str | None]:
+        """(error text or None, digest): POST /images/<name>/push streamed, with a
+        watchdog at the deadline, as for pulls."""
+        url = f"{self.api.base_url}/v{self.api.api_version}/images/{name}/push"
+        remaining = _remaining(deadline)
+        try:
+            response = self.api.post(url, params={"tag": tag}, headers=headers, stream=True,
+                                     timeout=(min(remaining, 10.0), remaining))
+        except requests.RequestException as exc:
+            if time.monotonic() >= deadline or isinstance(exc, requests.Timeout):
+                raise _Deadline() from None
+            raise self._daemon_gone(exc) from None
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), response.close)
+        watchdog.daemon = True
+        watchdog.start()
+        digest = None
+        try:
+            if response.status_code >= 400:
+                return _api_error_text(response), None
+            for line in _json_lines(response):
+                if "error" in line:
+                    return str(line.get("error") or line.get("errorDetail", {}).get("message", "")), None
+                status = str(line.get("status", ""))
+                found = re.search(r"digest: (sha256:[0-9a-f]{64})", status)
+                if found:
+                    digest = found.group(1)
+                elif status.startswith("Retrying in"):
+                    self._say(f"push {name}:{tag} {line.get('id', '')} {status}")
+            if time.monotonic() >= deadline:
+                raise _Deadline()
+            return None, digest
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError) as exc:
+            if time.monotonic() >= deadline - 0.05 or isinstance(exc, requests.Timeout):
+                raise _Deadline() from None
+            raise self._daemon_gone(exc) from None
+        finally:
+            watchdog.cancel()
+            response.close()
 
     # -- helpers ------------------------------------------------------------------
 
@@ -347,14 +426,17 @@ class _DaemonLog:
     _LIST = re.compile(r'msg="(\S+) resolved to a manifestList object')
     _MATCH = re.compile(r'msg="found match for \S+ with media type \S+, digest (sha256:[0-9a-f]{64})"')
 
-    def __init__(self, path: Path, offset: int, ref: ImageReference):
+    def __init__(self, path: Path, offset: int, ref: ImageReference, *, registry: str = "docker.io"):
         try:
             with open(path, "rb") as log:
                 log.seek(offset)
                 self.lines = log.read().decode(errors="replace").splitlines()
         except OSError:
             self.lines = []
-        self.name = ref.repository.removeprefix("library/")
+        # The daemon names a Hub image familiarly ("alpine", "alice/app") and
+        # any other registry's in full ("127.0.0.1:5000/library/alpine").
+        self.name = ref.repository.removeprefix("library/") if registry == "docker.io" else f"{registry}/{ref.repository}"
+        self.registry = registry
         self.ref = ref
 
     def attempts(self, mirror_url: str | None, *, ok: bool) -> tuple[Attempt, ...]:
@@ -369,14 +451,22 @@ class _DaemonLog:
             fallback = self._NEXT.search(line)
             if fallback and found and found[-1][1] is None:
                 found[-1][1] = unquote_log_value(fallback.group(1))
+        if mirror_url and urlsplit(mirror_url).scheme == "http":
+            # A registry that is not Hub is tried over https first; for a plain-http
+            # mirror that probe fails ("server gave HTTP response to HTTPS client")
+            # and says nothing about the mirror.
+            netloc = urlsplit(mirror_url).netloc
+            found = [item for index, item in enumerate(found)
+                     if not (item[0].startswith(f"https://{netloc}") and index < len(found) - 1)]
         attempts = []
         for index, (url, error) in enumerate(found):
             last = index == len(found) - 1
             endpoint = _endpoint_name(url, mirror_url)
             if last:
-                attempts.append(Attempt(endpoint, url, ok))
+                attempts.append(Attempt(endpoint, url, ok, 200 if ok else None))
             else:
-                attempts.append(Attempt(endpoint, url, False, error_code=classify(error or ""), message=error))
+                code = classify(error or "")
+                attempts.append(Attempt(endpoint, url, False, answer_status(code, error or ""), code, error))
         return tuple(attempts)
 
     def platform_digest(self) -> str | None:
@@ -407,10 +497,40 @@ def _endpoint_name(url: str, mirror_url: str | None) -> str:
 def _failed(ref, text: str, started: float, *, bytes_: int, attempts=()) -> PullResult:
     code = classify(text)
     message = docker_message(code, ref, text)
+    attempts = with_final_error(tuple(attempts), code, message)
+    if attempts and attempts[-1].status is None:
+        attempts = (*attempts[:-1], replace(attempts[-1], status=answer_status(code, text)))
     return PullResult(
         image=str(ref), ok=False, error_code=code, message=message, bytes=bytes_,
-        seconds=time.monotonic() - started, attempts=with_final_error(tuple(attempts), code, message), raw=text,
+        seconds=time.monotonic() - started, attempts=attempts, raw=text,
     )
+
+
+def _push_result(image: str, *, ok: bool, text: str | None, started: float, code: str | None = None,
+                 digest: str | None = None) -> PushResult:
+    registry = image.split("/", 1)[0]
+    if ok:
+        return PushResult(image=image, target=registry, ok=True, digest=digest, seconds=time.monotonic() - started)
+    code = code or classify(text or "")
+    return PushResult(image=image, target=registry, ok=False, error_code=code, message=text,
+                      status=answer_status(code, text or ""), seconds=time.monotonic() - started)
+
+
+_UPLOAD_FAILED = re.compile(r'msg="Upload failed, retrying: ((?:[^"\\]|\\.)*)"')
+
+
+def _upload_errors(path: Path | None, offset: int) -> list[str]:
+    """The errors the daemon retried uploads after, from its log (upload.go logs
+    "Upload failed, retrying: <error>")."""
+    if path is None:
+        return []
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [unquote_log_value(found) for found in _UPLOAD_FAILED.findall(text)]
 
 
 def _json_lines(response: requests.Response) -> Iterator[dict]:

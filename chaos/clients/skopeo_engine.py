@@ -12,13 +12,23 @@ containers configuration never decides anything:
   (Go never proxies the loopback mirror), HOME and XDG_RUNTIME_DIR pointing
   into the private folder.
 
+timeout is the whole pull's budget (--command-timeout); containers/image has
+no other limit on an answer (a 30 s dial, a 10 s TLS handshake), and backs
+off on 429 (2, 4, 8... s).
+
+mirror_only copies `docker://<mirror host>/<repository>:<tag>` from the mirror
+as from any registry (--src-tls-verify=false for a plain-http mirror).
+
 PullResult fields: served_by from skopeo's own --debug account (`Trying to
 access "<mirror>/..."` or `"docker.io/..."`: the last one tried served);
 digest = sha256 of the manifest skopeo wrote, which for a manifest list is the
 platform entry's (--override-os/--override-arch), as the builtin client
 reports; bytes = the files skopeo wrote (manifest, config, compressed layers);
 raw = skopeo's fatal error line; error_code and message via
-chaos.clients.error_map (only the primary's error counts, as in dockerd).
+chaos.clients.error_map (only the primary's error counts, as in dockerd);
+attempts from the same account, each failed one with the error skopeo gave
+for it ("Accessing ... failed: ..."), its code and the HTTP status the text
+quotes or the code implies.
 """
 
 from __future__ import annotations
@@ -31,21 +41,19 @@ import logging
 import os
 import re
 import shutil
-import signal
-import subprocess
 import tempfile
-import threading
 import time
 import weakref
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from chaos.clients.error_map import classify, docker_message, primary_error, unquote_log_value
+from chaos.clients.child import run_child
+from chaos.clients.error_map import answer_status, classify, docker_message, primary_error, unquote_log_value
 from chaos.vocab.names import HUB, MIRROR
 from chaos.vocab.codes import TIMEOUT, TOOMANYREQUESTS
 from chaos.vocab.hub import REGISTRY_URL
 from chaos.vocab.results import Attempt, PullResult, PushResult, with_final_error
-from chaos.errors import EnvironmentProblem, UsageError
+from chaos.errors import UsageError
 from chaos.lab.binaries import require_skopeo
 from chaos.vocab.reference import ImageReference
 
@@ -54,7 +62,6 @@ _TRYING = re.compile(r'msg="Trying to access \\"([^"\\]+)\\""')
 _FAILED = re.compile(r'msg="Accessing \\"([^"\\]+)\\" failed: ((?:[^"\\]|\\.)*)"')
 _BACKOFF = re.compile(r'msg="Too many requests to https?://([^/"]+)/')
 _FATAL = re.compile(r'level=fatal msg="((?:[^"\\]|\\.)*)"')
-KILL_GRACE_S = 1.0
 
 
 def registries_conf(mirror_url: str | None) -> str:
@@ -88,10 +95,14 @@ class SkopeoEngine:
         timeout: float,
         platform: str = "linux/amd64",
         binary: str = "skopeo",
+        mirror_only: bool = False,
     ):
         parts = platform.split("/")
         if len(parts) not in (2, 3) or not all(parts):
             raise UsageError(f"invalid platform {platform!r}: expected os/architecture[/variant]")
+        if mirror_only and not mirror_url:
+            raise UsageError("a pull from the mirror only needs a mirror")
+        self.mirror_only = mirror_only
         self.binary = require_skopeo(binary)
         self.mirror_url = mirror_url
         self.mirror_host = urlsplit(mirror_url).netloc if mirror_url else None
@@ -120,21 +131,29 @@ class SkopeoEngine:
         run = next(self._runs)
         out = self.workdir / f"image-{run}"
         log_path = self.workdir / f"skopeo-{run}.log"
-        argv = [*self._global_args(), "copy", "--src-authfile", str(self.auth_file), f"docker://{ref}", f"dir:{out}"]
+        if self.mirror_only:
+            source = f"docker://{self.mirror_host}/{ref.repository}" + (f"@{ref.digest}" if ref.digest else f":{ref.tag}")
+            insecure = urlsplit(self.mirror_url).scheme == "http"
+            argv = [*self._global_args(), "copy", f"--src-tls-verify={'false' if insecure else 'true'}", source, f"dir:{out}"]
+        else:
+            argv = [*self._global_args(), "copy", "--src-authfile", str(self.auth_file), f"docker://{ref}", f"dir:{out}"]
         try:
             returncode, timed_out = self._run(argv, log_path, ref.familiar)
             log = log_path.read_text(errors="replace")
+            if returncode not in (0, None) and not timed_out and "deadline exceeded" in _fatal_text(log):
+                timed_out = True  # skopeo's own --command-timeout ended it
             attempts = self._attempts(log, ok=returncode == 0)
             seconds = time.monotonic() - started
-            if timed_out:
-                message = f"skopeo copy {ref.familiar} did not finish within {self.timeout:g}s (killed)"
+            backoffs = _BACKOFF.findall(log)
+            if timed_out and not backoffs:
+                message = f"skopeo copy {ref.familiar} did not finish within {self.timeout:.1f}s"
                 return PullResult(image=str(ref), ok=False, error_code=TIMEOUT, message=message, bytes=_bytes_in(out),
-                                  seconds=seconds, attempts=with_final_error(attempts, TIMEOUT, message), raw=message)
+                                  seconds=seconds, attempts=with_final_error(attempts, TIMEOUT, message),
+                                  raw=_fatal_text(log) if returncode else message)
             if returncode != 0:
                 text = _fatal_text(log)
                 code = classify(text)
                 message = docker_message(code, ref, text)
-                backoffs = _BACKOFF.findall(log)
                 if code == TIMEOUT and backoffs:
                     # containers/image sleeps 2, 4, 8... s on each 429 (honouring
                     # Retry-After): the deadline ran out while Hub kept refusing.
@@ -155,28 +174,29 @@ class SkopeoEngine:
 
     # -- push (an optional ability, chaos.clients.engines.Pusher) -------------
 
-    def push(self, image: ImageReference, registry_url: str, *, source: ImageReference) -> PushResult:
-        """`skopeo copy docker://docker.io/<source> docker://<registry>/<image>`:
-        the source comes through the mirror, the copy goes to registry_url."""
+    def push_archive(self, archive: Path, image: str, *, plain_http: bool) -> PushResult:
+        """`skopeo copy docker-archive:<archive> docker://<image>`, as podman push
+        does; a login goes in the auth file (docker.io only)."""
         started = time.monotonic()
         run = next(self._runs)
         log_path = self.workdir / f"skopeo-{run}.log"
-        parts = urlsplit(registry_url)
-        target = f"docker://{parts.netloc}/{image.repository}:{image.tag or 'latest'}"
-        argv = [*self._global_args(), "copy", "--src-authfile", str(self.auth_file),
-                f"--dest-tls-verify={'false' if parts.scheme == 'http' else 'true'}", f"docker://{source}", target]
+        argv = [*self._global_args(), "copy", "--dest-authfile", str(self.auth_file),
+                f"--dest-tls-verify={'false' if plain_http else 'true'}", f"docker-archive:{archive}", f"docker://{image}"]
         try:
-            returncode, timed_out = self._run(argv, log_path, image.familiar)
+            returncode, timed_out = self._run(argv, log_path, image)
             text = _fatal_text(log_path.read_text(errors="replace"))
         finally:
             log_path.unlink(missing_ok=True)
         seconds = time.monotonic() - started
-        if timed_out:
-            return PushResult(image=str(image), target=registry_url, ok=False, error_code=TIMEOUT,
-                              message=f"skopeo copy to {target} did not finish within {self.timeout:g}s", seconds=seconds)
+        target = image.split("/", 1)[0]
+        if timed_out or (returncode != 0 and classify(text) == TIMEOUT):
+            return PushResult(image=image, target=target, ok=False, error_code=TIMEOUT,
+                              message=f"skopeo copy to {image} did not finish within {self.timeout:.1f}s", seconds=seconds)
         if returncode != 0:
-            return PushResult(image=str(image), target=registry_url, ok=False, error_code=classify(text), message=text, seconds=seconds)
-        return PushResult(image=str(image), target=registry_url, ok=True, seconds=seconds)
+            code = classify(text)
+            return PushResult(image=image, target=target, ok=False, error_code=code, message=text,
+                              status=answer_status(code, text), seconds=seconds)
+        return PushResult(image=image, target=target, ok=True, seconds=seconds)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -197,39 +217,9 @@ class SkopeoEngine:
         return env
 
     def _run(self, argv: list[str], log_path: Path, label: str) -> tuple[int | None, bool]:
-        """Run skopeo in its own process group, its progress lines (stdout) shown
-        as they come, its debug log (stderr) to log_path. (returncode, timed_out);
-        a run past the timeout is killed, group and all."""
-        with open(log_path, "wb") as log:
-            try:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                                        env=self._env(), start_new_session=True)
-            except OSError as exc:
-                raise EnvironmentProblem(f"engine skopeo cannot run: {self.binary}: {exc.strerror}") from None
-        reader = threading.Thread(target=self._forward, args=(proc, label), daemon=True)
-        reader.start()
-        try:
-            # skopeo's own --command-timeout normally ends it first, with its own message.
-            proc.wait(timeout=self.timeout + KILL_GRACE_S)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=5)
-            reader.join(timeout=5)
-            proc.stdout.close()
-        return proc.returncode, timed_out
-
-    def _forward(self, proc: subprocess.Popen, label: str) -> None:
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace").strip()
-            if line:
-                log.info(f"{label} {line}")
+        """(returncode, killed): skopeo in its own process group, never past its deadline."""
+        return run_child(argv, env=self._env(), log_path=log_path, label=label, timeout=self.timeout,
+                         logger=log, engine="skopeo")
 
     def _attempts(self, log: str, *, ok: bool) -> tuple[Attempt, ...]:
         tried: list[list] = []
@@ -246,9 +236,10 @@ class SkopeoEngine:
             endpoint = MIRROR if self.mirror_host and location.startswith(self.mirror_host + "/") else HUB
             url = f"{self.mirror_url}" if endpoint == MIRROR else REGISTRY_URL
             if index == len(tried) - 1 and error is None:
-                attempts.append(Attempt(endpoint, url, ok))
+                attempts.append(Attempt(endpoint, url, ok, 200 if ok else None))
             else:
-                attempts.append(Attempt(endpoint, url, False, error_code=classify(error or ""), message=error))
+                code = classify(error or "")
+                attempts.append(Attempt(endpoint, url, False, answer_status(code, error or ""), code, error))
         return tuple(attempts)
 
 

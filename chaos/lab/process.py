@@ -14,12 +14,14 @@ the process however it ends:
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
@@ -28,21 +30,111 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 from chaos.errors import ComponentFailed, EnvironmentProblem
 
 _PR_SET_PDEATHSIG = 1
+_EXIT_ORPHANED = 70  # what a child whose parent died before it could arm its death signal exits with
+
+try:
+    # Loaded once, in the parent: the child must arm its death signal at once
+    # after the fork, not after a library load.
+    _prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+except OSError:  # not glibc: no death signal, the lab's own teardown still runs
+    _prctl = None
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: new session, and SIGTERM when chaos dies.
+def _die_with_parent(parent_pid: int) -> None:
+    """Runs in the child before exec: SIGTERM when chaos dies, and a session of its own.
 
     The death signal is the last-resort cleanup for a chaos process that is
-    SIGKILLed and so never runs its own teardown. Linux sends it when the
-    *thread* that forked the child ends: start components from a thread that
-    lives as long as the lab (the runner restarts them on its main thread).
+    SIGKILLed and so never runs its own teardown. A parent that dies after
+    the fork but before the signal is armed is never noticed by the kernel,
+    so the child then checks that its parent is still the one that forked it,
+    and exits at once if not. Linux sends the signal when the *thread* that
+    forked the child ends: start components from a thread that lives as long
+    as the lab (the runner restarts them on its main thread).
     """
+    # The parent's own SIGTERM handler (the CLI turns SIGTERM into
+    # KeyboardInterrupt) would catch the death signal here and lose it at exec.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(_EXIT_ORPHANED)
     os.setsid()
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """What proves a process id still names the process the lab started: the
+    kernel's start time of that pid (clock ticks after boot, /proc/PID/stat
+    field 22) and its command line as the kernel shows it (a script's
+    interpreter included). A pid reused by another process differs in both."""
+
+    pid: int
+    start_time: int
+    cmdline: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"pid": self.pid, "start_time": self.start_time, "cmdline": list(self.cmdline)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ProcessIdentity:
+        return cls(int(data["pid"]), int(data["start_time"]), tuple(str(arg) for arg in data["cmdline"]))
+
+
+def identify(pid: int) -> ProcessIdentity | None:
+    """The identity of a live process; None when there is none (or only a zombie)."""
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    # pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ")".
+    fields = stat[stat.rfind(")") + 2:].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return ProcessIdentity(pid, int(fields[19]), tuple(arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]))
+
+
+def _identity_after_exec(pid: int, deadline_s: float = 2.0) -> ProcessIdentity | None:
+    """The identity of a child that has just exec'd. Popen returns as soon as
+    the exec began, before the kernel shows the new command line (it reads
+    empty for a moment): wait, briefly, for it. None if the child is gone."""
+    retrying = Retrying(
+        stop=stop_after_delay(deadline_s),
+        wait=wait_fixed(0.002),
+        retry=retry_if_result(lambda found: found is not None and not found.cmdline),
+    )
+    try:
+        return retrying(identify, pid)
+    except RetryError:
+        return None
+
+
+def is_ours(record: ProcessIdentity) -> bool:
+    """Whether record's pid still runs the very process recorded (same start time and command line)."""
+    current = identify(record.pid)
+    return current is not None and current == record
+
+
+def boot_id() -> str:
+    """This boot's id: process start times count from boot, so a record from another boot proves nothing."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
-        pass
+        return ""
+
+
+def telling_line(path: Path) -> str | None:
+    """The one line of a log that best says why a program ended: the cause of
+    a Go panic, else its last fatal or error line, else its last line."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    for marker in ("panic:", "level=fatal", "level=error"):
+        found = [line for line in lines if marker in line]
+        if found:
+            return found[-1][:300]
+    return lines[-1][:300] if lines else None
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
@@ -85,6 +177,7 @@ class ManagedProcess:
         self.cwd = cwd
         self.tie_to_parent = tie_to_parent
         self.proc: subprocess.Popen | None = None
+        self.identity: ProcessIdentity | None = None
 
     @property
     def pid(self) -> int | None:
@@ -111,11 +204,12 @@ class ManagedProcess:
                     cwd=self.cwd,
                     # setsid happens in preexec (with the death signal) when tied,
                     # otherwise Popen does it: either way a group of its own.
-                    preexec_fn=_die_with_parent if self.tie_to_parent else None,
+                    preexec_fn=functools.partial(_die_with_parent, os.getpid()) if self.tie_to_parent else None,
                     start_new_session=not self.tie_to_parent,
                 )
             except OSError as exc:
                 raise EnvironmentProblem(f"{self.name}: cannot start {self.argv[0]}: {exc.strerror}") from exc
+        self.identity = _identity_after_exec(self.proc.pid) or ProcessIdentity(self.proc.pid, -1, tuple(self.argv))
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -150,15 +244,17 @@ class ManagedProcess:
                 f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
             ) from None
 
-    def stop(self, grace_s: float = 5.0) -> None:
-        """SIGTERM the whole group, SIGKILL what is left after grace_s."""
+    def stop(self, grace_s: float = 5.0) -> bool:
+        """SIGTERM the whole group, SIGKILL what is left after grace_s; True
+        when nothing of it is left."""
         if self.proc is None:
-            return
-        stop_group(self.proc.pid, grace_s)
+            return True
+        gone = stop_group(self.proc.pid, grace_s)
         try:
             self.proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
-            pass
+            return False
+        return gone
 
 
 def group_alive(pgid: int) -> bool:
@@ -188,27 +284,31 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def stop_group(pgid: int, grace_s: float = 5.0) -> None:
-    """Terminate a process group (whose leader is pgid); used by stop() and by
-    `chaos lab down`, which only knows the ids from the lab's state file."""
+def stop_group(pgid: int, grace_s: float = 5.0) -> bool:
+    """Terminate a process group (whose leader is pgid): SIGTERM, SIGKILL what
+    is left after grace_s. True when nothing of the group is left. Signal only
+    a group proved to be ours (is_ours on its leader's recorded identity)."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        return True
     end = time.monotonic() + grace_s
     while time.monotonic() < end:
         _reap(pgid)
         if not group_alive(pgid):
-            return
+            return True
         time.sleep(0.05)
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
-        return
+        return True
     end = time.monotonic() + 2.0
-    while time.monotonic() < end and group_alive(pgid):
+    while time.monotonic() < end:
         _reap(pgid)
+        if not group_alive(pgid):
+            return True
         time.sleep(0.05)
+    return False
 
 
 def _reap(pid: int) -> None:

@@ -48,11 +48,11 @@ class RunContext:
         except KeyError:
             raise UsageError(f"login {login!r}: no such user in this lab") from None
 
-    def engine(self, name: str, login: str | None, timeout_s: float) -> Engine:
-        return self._env.engines(name, self._credentials(login), timeout_s)
+    def engine(self, name: str, login: str | None, timeout_s: float, *, mirror_only: bool = False) -> Engine:
+        return self._env.engines(name, self._credentials(login), timeout_s, mirror_only)
 
-    def push(self, image: ImageReference, to: str, size_bytes: int, login: str | None) -> PushResult:
-        return self._env.pusher(image, to, size_bytes, self._credentials(login))
+    def push(self, engine: str, image: ImageReference, to: str, size_bytes: int, login: str | None, timeout_s: float) -> PushResult:
+        return self._env.pusher(engine, image, to, size_bytes, self._credentials(login), timeout_s)
 
     def snapshot(self, *, settle: bool) -> MirrorSnapshot | None:
         return self._env.probe.snapshot(settle=settle)

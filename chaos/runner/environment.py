@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from chaos.clients.engines import Engine, make_engine
 from chaos.clients.mirror_probe import MirrorProbe, MirrorSnapshot
-from chaos.clients.pusher import push_to
+from chaos.clients.pushing import push_with
 from chaos.lab.layout import LabState
 from chaos.proxy.control_client import ControlClient
 from chaos.proxy.tap import Page
@@ -39,8 +39,10 @@ class Probe(Protocol):
     def live_uploads(self) -> int: ...
 
 
-EngineFactory = Callable[[str, "tuple[str, str] | None", float], Engine]
-Pusher = Callable[[ImageReference, str, int, "tuple[str, str] | None"], PushResult]
+EngineFactory = Callable[[str, "tuple[str, str] | None", float, bool], Engine]
+"""(engine name, credentials, timeout, mirror_only) -> an engine."""
+Pusher = Callable[[str, ImageReference, str, int, "tuple[str, str] | None", float], PushResult]
+"""(engine name, image, to, size_bytes, credentials, timeout) -> a push's result."""
 
 
 @dataclass
@@ -54,11 +56,12 @@ class RunEnvironment:
 
     @classmethod
     def real(cls, state: LabState, lab: LabControl | None = None) -> RunEnvironment:
-        def engines(name: str, credentials: tuple[str, str] | None, timeout: float) -> Engine:
-            return make_engine(name, lab=state, credentials=credentials, timeout=timeout)
+        def engines(name: str, credentials: tuple[str, str] | None, timeout: float, mirror_only: bool) -> Engine:
+            return make_engine(name, lab=state, credentials=credentials, timeout=timeout, mirror_only=mirror_only)
 
-        def pusher(image: ImageReference, to: str, size_bytes: int, credentials: tuple[str, str] | None) -> PushResult:
-            return push_to(state, image, to=to, size_bytes=size_bytes, credentials=credentials)
+        def pusher(engine: str, image: ImageReference, to: str, size_bytes: int, credentials: tuple[str, str] | None,
+                   timeout: float) -> PushResult:
+            return push_with(engine, state, image, to=to, size_bytes=size_bytes, credentials=credentials, timeout=timeout)
 
         return cls(
             state=state,

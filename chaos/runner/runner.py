@@ -193,6 +193,8 @@ class Runner:
         record.seconds = time.monotonic() - started
         record.ended = now_iso()
         record.events = self._own_events(self.tap.step_events(), started_at)
+        if self.env.lab is not None:
+            record.components_down = self.env.lab.problems()
         if cut_short and not kind.judged_when_cut_short:
             verdicts = list(outcome.verdicts)
         else:

@@ -42,6 +42,9 @@ class LabControl(Protocol):
 
     def publish(self, image: SeedImage, content_seed: str) -> str: ...
 
+    def problems(self) -> dict[str, str]:
+        """Components that are not running, each with why."""
+
 
 class StepContext(Protocol):
     deadline: float
@@ -53,11 +56,12 @@ class StepContext(Protocol):
     faults: FaultControl
     lab: LabControl | None
 
-    def engine(self, name: str, login: str | None, timeout_s: float) -> Engine:
-        """A puller of engine `name`, logged in as `login` (a scenario user) or anonymous."""
+    def engine(self, name: str, login: str | None, timeout_s: float, *, mirror_only: bool = False) -> Engine:
+        """A puller of engine `name`, logged in as `login` (a scenario user) or
+        anonymous; timeout_s is the whole pull's budget; mirror_only: no fallback to Hub."""
 
-    def push(self, image: ImageReference, to: str, size_bytes: int, login: str | None) -> PushResult:
-        """Push a synthetic image to the mirror, the push registry or the hub."""
+    def push(self, engine: str, image: ImageReference, to: str, size_bytes: int, login: str | None, timeout_s: float) -> PushResult:
+        """Push a synthetic image with engine `engine` to the mirror, the push registry or the hub."""
 
     def snapshot(self, *, settle: bool) -> MirrorSnapshot | None:
         """What the mirror holds now (None: there is no mirror to look at)."""

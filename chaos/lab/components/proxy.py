@@ -3,6 +3,10 @@ answers for registry-1.docker.io, auth.docker.io and the CDN host, routes them
 to the lab (`hub_routes`), redirects blob GETs to signed CDN URLs, records the
 tap and takes faults on its control API.
 
+With `origins`, it listens once per origin (`--mode regular@PORT` each) and
+tells the addon which port is whose (ORIGINS_OPTION), so every tap event says
+who asked: the mirror, the client engine, the push registry.
+
 The tuning options and the mitmdump lookup live here so the lab and bench/
 run one and the same proxy: what the benchmarks measure is what the lab runs.
 """
@@ -14,11 +18,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from chaos.errors import EnvironmentProblem
+from chaos.shipped import addon_path
 from chaos.lab.components.launch import LOOPBACK, Launch, clean_env, loopback_url
+from chaos.lab.ports import is_listening
 from chaos.lab.process import require_binary
 from chaos.proxy.control_client import ControlClient
 
-ADDON = Path(__file__).resolve().parents[3] / "addons" / "hub_chaos.py"
+ADDON = addon_path()  # from the package: a wheel install has no repository folders
 CA_FILE_NAME = "mitmproxy-ca-cert.pem"
 
 # Lazy: the addon re-routes Hub's host names before anything resolves them.
@@ -34,6 +40,21 @@ TRANSFER_TUNING = (
 )  # fmt: skip
 PROXY_TUNING = CONNECTION_TUNING + TRANSFER_TUNING
 """How the lab runs mitmdump besides its addon options."""
+
+ORIGINS_OPTION = "hub_origins"
+"""The addon option naming each listener's origin, as ORIGIN=PORT pairs
+(origins_value). mitmproxy keeps a --set for an option no addon declares
+without complaint, so this works before and after the addon knows it."""
+
+
+def routes_value(routes: Mapping[str, str]) -> str:
+    """The addon's hub_routes value: "registry=URL,auth=URL,cdn=URL"."""
+    return ",".join(f"{role}={url}" for role, url in routes.items())
+
+
+def origins_value(origins: Mapping[str, int]) -> str:
+    """ORIGINS_OPTION's value: "mirror=PORT,client=PORT,push-registry=PORT"."""
+    return ",".join(f"{origin}={port}" for origin, port in origins.items())
 
 
 def mitmdump_binary() -> str:
@@ -52,9 +73,19 @@ def ca_file(confdir: Path) -> Path:
     return confdir / CA_FILE_NAME
 
 
-def mitmdump_argv(mitmdump: str, *, port: int, confdir: Path) -> list[str]:
-    """What every mitmdump of the lab and bench/ starts with: quiet, on loopback, its own confdir."""
-    return [mitmdump, "--quiet", "--listen-host", LOOPBACK, "--listen-port", str(port), "--set", f"confdir={confdir}"]
+# No line per flow, and none of mitmproxy's own chatter: the log keeps what a
+# person debugging a run needs, which the addon logs (faults on and off,
+# refused hosts, control API errors, routes and origins).
+QUIET_LOG = ("--set", "termlog_verbosity=alert", "--set", "flow_detail=0")
+
+
+def mitmdump_argv(mitmdump: str, *, port: int | None, confdir: Path) -> list[str]:
+    """What every mitmdump of the lab and bench/ starts with: a quiet log, on
+    loopback, its own confdir; port None: the caller gives its ports with --mode MODE@PORT."""
+    argv = [mitmdump, *QUIET_LOG, "--listen-host", LOOPBACK]
+    if port is not None:
+        argv += ["--listen-port", str(port)]
+    return argv + ["--set", f"confdir={confdir}"]
 
 
 def fault_proxy(
@@ -68,26 +99,44 @@ def fault_proxy(
     log_path: Path,
     name: str = "proxy",
     extra: Sequence[str] = (),
+    origins: Mapping[str, int] | None = None,
 ) -> Launch:
     """routes: role (registry, auth, cdn) -> URL it is served at (`hub_routes`).
     cdn_secret_file: the secret the proxy signs CDN redirects with (and the
     CDN checks them with); None: no redirects, blob GETs go to the registry.
-    extra: more mitmdump arguments, after the lab's own."""
+    extra: more mitmdump arguments, after the lab's own.
+    origins: origin (chaos.vocab.names.ORIGINS) -> a port of its own; `port`
+    is then one of them (the launch's url: the client's listener, say). All
+    ports must differ. None: one listener on `port`, which names no origin."""
+    listeners = dict(origins or {})
+    if listeners:
+        if port not in listeners.values():
+            raise ValueError(f"fault_proxy: port {port} is none of the origins' ports {listeners}")
+        if len(set(listeners.values())) != len(listeners):
+            raise ValueError(f"fault_proxy: two origins share a port: {listeners}")
+        modes = [arg for listener in listeners.values() for arg in ("--mode", f"regular@{listener}")]
+        head = [*mitmdump_argv(mitmdump, port=None, confdir=confdir), *modes]
+    else:
+        head = mitmdump_argv(mitmdump, port=port, confdir=confdir)
     argv = [
-        *mitmdump_argv(mitmdump, port=port, confdir=confdir),
+        *head,
         *PROXY_TUNING,
         "-s", str(ADDON),
-        "--set", "hub_routes=" + ",".join(f"{role}={url}" for role, url in routes.items()),
+        "--set", f"hub_routes={routes_value(routes)}",
     ]  # fmt: skip
     if cdn_secret_file is not None:
         # Blob GETs answer 307 to the CDN host, as Hub's do, with URLs the CDN can check.
         argv += ["--set", f"hub_cdn_secret_file={cdn_secret_file}"]
+    if listeners:
+        argv += ["--set", f"{ORIGINS_OPTION}={origins_value(listeners)}"]
     argv += ["--set", f"hub_control={LOOPBACK}:{control_port}", *extra]
     control_url, ca = loopback_url(control_port), ca_file(confdir)
+    ports = sorted(set(listeners.values()) | {port})
 
     def ready() -> bool:
-        # The CA too: a client started right after must find the file it trusts.
+        # The CA too: a client started right after must find the file it trusts;
+        # and every listener, or a component told to use one would find it closed.
         with ControlClient(control_url, timeout=1.0) as control:
-            return bool(control.health()) and ca.exists()
+            return bool(control.health()) and ca.exists() and all(is_listening(p) for p in ports)
 
     return Launch(name, tuple(argv), ready, log_path, url=loopback_url(port), env=clean_env())

@@ -4,11 +4,12 @@ post's fix), or to the hub as a logged-in user."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from chaos.errors import quoted
-from chaos.language.fields import Ctx, known_keys, optional_str, reference, size
+from chaos.language.fields import Ctx, did_you_mean, known_keys, optional_str, reference, size
 from chaos.language.marked_yaml import MarkedDict
 from chaos.language.model import LabSpec, Step, Target
 from chaos.language.schema_parts import IMAGE, SIZE, closed_object
@@ -17,9 +18,11 @@ from chaos.steps.kind import StepKind
 from chaos.steps.outcome import Outcome
 from chaos.steps.registry import register
 from chaos.steps.repeat import repeated
+from chaos.vocab.names import ENGINES
 from chaos.vocab.reference import ImageReference
 
 TARGETS = ("mirror", "hub", "push-registry")
+DEADLINE_MARGIN_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -28,11 +31,13 @@ class PushAction:
     to: str  # one of TARGETS
     size_bytes: int
     login: str | None = None
+    engine: str | None = None  # who pushes (docker push, skopeo copy, ctr push); None: the run's engine
 
 
 @register
 class Push(StepKind):
     name = "push"
+    extra_keys = ("engine",)
     expect_keys = ("ok", "error", "message", "upstream", "within", "success_rate")
     repeatable = True
     judged_when_cut_short = True
@@ -49,16 +54,26 @@ class Push(StepKind):
         login = optional_str(ctx, value, "login")
         if to == "hub" and login is None:
             raise ctx.fail(value.line_of("to"), "push to hub needs a login (Hub never takes anonymous pushes)")
-        return PushAction(image=ref, to=str(to), size_bytes=size(ctx, value, "size", default=1_000_000), login=login)
+        engine = optional_str(ctx, node, "engine")
+        if engine is not None and engine not in ENGINES:
+            raise ctx.fail(node.line_of("engine"), f"engine: unknown engine {quoted(engine)}{did_you_mean(engine, ENGINES)} (available: {', '.join(ENGINES)})")
+        return PushAction(image=ref, to=str(to), size_bytes=size(ctx, value, "size", default=1_000_000), login=login, engine=engine)
 
     def schema(self) -> dict[str, Any]:
         return closed_object({"image": IMAGE, "to": {"enum": list(TARGETS)}, "size": SIZE, "login": {"type": "string"}}, ("image",))
+
+    def extra_schema(self) -> dict[str, dict[str, Any]]:
+        return {"engine": {"enum": list(ENGINES)}}
 
     def describe(self, action: PushAction) -> str:
         return f"push {action.image.familiar} to {action.to}"
 
     def inputs(self, action: PushAction) -> dict[str, Any]:
-        return {"image": str(action.image), "to": action.to, "size_bytes": action.size_bytes, "login": action.login}
+        return {"image": str(action.image), "to": action.to, "size_bytes": action.size_bytes, "login": action.login,
+                "engine": action.engine}
+
+    def engines(self, action: PushAction) -> tuple[str, ...]:
+        return (action.engine,) if action.engine else ()
 
     def logins(self, action: PushAction) -> tuple[str, ...]:
         return (action.login,) if action.login else ()
@@ -74,13 +89,17 @@ class Push(StepKind):
         return None
 
     def run(self, step: Step, action: PushAction, ctx: StepContext) -> Outcome:
-        def once():
-            return [ctx.push(action.image, action.to, action.size_bytes, action.login)]
+        engine = action.engine or ctx.run_engine
 
+        def once():
+            timeout = max(0.1, ctx.deadline - time.monotonic() - DEADLINE_MARGIN_S)
+            return [ctx.push(engine, action.image, action.to, action.size_bytes, action.login, timeout)]
+
+        details = {"engine": engine}
         if step.repeat:
             wanted = step.repeat.times
-            return Outcome.of(self.name, repeated(step.repeat, ctx.deadline, ctx.cancelled, once), repeats_wanted=wanted)
-        return Outcome.of(self.name, once())
+            return Outcome.of(self.name, repeated(step.repeat, ctx.deadline, ctx.cancelled, once), repeats_wanted=wanted, details=details)
+        return Outcome.of(self.name, once(), details=details)
 
     def summary(self, outcome: Outcome) -> str:
         if len(outcome.results) > 1 or outcome.repeats_wanted is not None:
