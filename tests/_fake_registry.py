@@ -162,7 +162,10 @@ class Fault:
     hang_s: float | None = None
     close: bool = False
     truncate: bool = False  # send headers and half the body, then close
+    stall_s: float | None = None  # send headers and half the body, then wait this long, then close
     times: int | None = None  # None: every time
+    only: str | None = None  # only requests whose path ends with this (a digest)
+    delay_s: float | None = None  # answer normally, this much later
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ class FakeRegistry:
         self.corrupt: set[str] = set()  # digests served with different bytes
         self.lying_digest_header = False  # announce a Docker-Content-Digest that is wrong
         self.blob_redirect: str | None = None  # base URL of a CDN serving /cdn/<digest>
+        self.ranges = True  # answer `Range: bytes=N-` with 206, as distribution does
         self.faults: dict[str, Fault] = {}
         self.seen: list[Seen] = []
         self._tokens: dict[str, tuple[str | None, set[str]]] = {}
@@ -259,10 +263,10 @@ class FakeRegistry:
 
     # -- request handling (runs in handler threads)
 
-    def _take_fault(self, kind: str) -> Fault | None:
+    def _take_fault(self, kind: str, path: str = "") -> Fault | None:
         with self._lock:
             fault = self.faults.get(kind)
-            if fault is None:
+            if fault is None or (fault.only and not path.endswith(fault.only)):
                 return None
             if fault.times is not None:
                 if fault.times <= 0:
@@ -286,7 +290,7 @@ class FakeRegistry:
         else:
             kind = "other"
         self.seen.append(Seen(kind, h.command, path, query, dict(h.headers.items())))
-        fault = self._take_fault(kind)
+        fault = self._take_fault(kind, path)
         if fault and self._misbehave(h, fault, kind):
             return
         if kind == "ping":
@@ -311,6 +315,9 @@ class FakeRegistry:
 
     def _misbehave(self, h: _Handler, fault: Fault, kind: str) -> bool:
         """Apply `fault`; True when the request is fully answered (or dropped)."""
+        if fault.delay_s is not None:
+            self._stopping.wait(min(fault.delay_s, MAX_HANG_S))
+            return False
         if fault.hang_s is not None:
             self._stopping.wait(min(fault.hang_s, MAX_HANG_S))
             h.close_connection = True
@@ -322,7 +329,7 @@ class FakeRegistry:
             body = fault.body if fault.body is not None else _errors("UNKNOWN", "injected failure")
             h.reply(fault.status, body, {"Content-Type": "application/json", **fault.headers})
             return True
-        if fault.truncate and kind in ("blob", "cdn"):
+        if (fault.truncate or fault.stall_s is not None) and kind in ("blob", "cdn"):
             digest = h.path.rsplit("/", 1)[-1]
             blob = self.blobs.get(digest, b"x" * 1000)
             h.send_response(200)
@@ -330,6 +337,8 @@ class FakeRegistry:
             h.end_headers()
             h.wfile.write(blob[: len(blob) // 2])
             h.wfile.flush()
+            if fault.stall_s is not None:
+                self._stopping.wait(min(fault.stall_s, MAX_HANG_S))
             h.close_connection = True
             return True
         return False
@@ -419,6 +428,11 @@ class FakeRegistry:
             return h.reply(404, _errors("BLOB_UNKNOWN", "blob unknown to registry"))
         if digest in self.corrupt:
             blob = blob[:-1] + bytes([blob[-1] ^ 0xFF])
+        wanted = re.fullmatch(r"bytes=(\d+)-", h.headers.get("Range", ""))
+        if wanted and self.ranges and int(wanted.group(1)) < len(blob):
+            start = int(wanted.group(1))
+            content_range = f"bytes {start}-{len(blob) - 1}/{len(blob)}"
+            return h.reply(206, blob[start:], {"Content-Type": "application/octet-stream", "Content-Range": content_range})
         h.reply(200, blob, {"Content-Type": "application/octet-stream"})
 
 
@@ -430,12 +444,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.registry.handle(self)
 
+    def do_HEAD(self) -> None:  # containerd resolves tags with HEAD
+        self.registry.handle(self)
+
     def reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if self.command == "HEAD":
+            return
         # Written in pieces, so a client's streaming and progress get exercised.
         for start in range(0, len(body), 32 * 1024):
             self.wfile.write(body[start : start + 32 * 1024])

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from chaos.clients.builtin import BuiltinClient
+from chaos.clients.registry_http import DOCKERD_20_10, DaemonTimings
 from chaos.vocab.codes import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
 from chaos.vocab.reference import parse_reference
 from tests._fake_registry import (
@@ -49,8 +50,15 @@ def mirror(image):
         yield registry
 
 
+# The daemon's limits and retry schedule, 50 times faster (same shape).
+FAST = DaemonTimings(
+    ping_s=0.3, token_s=0.3, layer_retry_s=(0.1, 0.2, 0.3, 0.4, 0.5), config_retry_s=(0.005, 0.01, 0.02, 0.04)
+)
+
+
 def client(hub=None, mirror=None, **options) -> BuiltinClient:
     options.setdefault("timeout", 5.0)
+    options.setdefault("timings", FAST)
     return BuiltinClient(
         mirror_url=mirror.base_url if mirror else None,
         hub_url=hub.base_url if hub else f"http://127.0.0.1:{closed_port()}",
@@ -70,6 +78,20 @@ def test_public_pull_from_hub_counts_bytes_and_records_digest(hub, image):
     assert result.image == "docker.io/library/alpine:3.19"
     assert [(a.endpoint, a.ok) for a in result.attempts] == [("hub", True)]
     assert result.seconds > 0
+
+
+def test_a_tag_is_resolved_with_head_then_fetched_by_digest_as_dockerd_does(hub, image):
+    # moby v20.10.24 pull_v2.go pullV2Tag: tagService.Get (HEAD), then the manifest
+    # by digest; Hub's rate limit never counts the HEAD.
+    assert client(hub).pull(ALPINE).ok
+    assert [(seen.method, seen.path.rsplit("/", 1)[-1]) for seen in hub.requests_of("manifest")] == [
+        ("HEAD", "3.19"), ("GET", image.digest)]
+
+
+def test_a_failed_head_is_asked_again_with_get_for_the_errors_details(hub):
+    result = client(hub).pull(parse_reference("alpine:9.99"))
+    assert result.error_code == "MANIFEST_UNKNOWN"
+    assert [seen.method for seen in hub.requests_of("manifest")] == ["HEAD", "GET"]
 
 
 def test_bearer_challenge_fetches_token_for_repository_scope_and_service(hub):
@@ -221,7 +243,7 @@ def test_mirror_404_falls_back_to_hub(hub, mirror):
 
 def test_refused_mirror_falls_back_to_hub(hub):
     mirror_url = f"http://127.0.0.1:{closed_port()}"
-    result = BuiltinClient(mirror_url=mirror_url, hub_url=hub.base_url, timeout=5).pull(ALPINE)
+    result = BuiltinClient(mirror_url=mirror_url, hub_url=hub.base_url, timeout=5, timings=FAST).pull(ALPINE)
     assert result.ok and result.served_by == "hub"
     assert result.attempts[0].error_code == NETWORK
     assert "connection refused" in result.attempts[0].message
@@ -250,7 +272,7 @@ def test_hub_down_reads_like_dockers_network_error(mirror):
     port = closed_port()
     mirror.manifests.clear()
     result = BuiltinClient(
-        mirror_url=mirror.base_url, hub_url=f"http://127.0.0.1:{port}", timeout=5
+        mirror_url=mirror.base_url, hub_url=f"http://127.0.0.1:{port}", timeout=5, timings=FAST
     ).pull(ALPINE)
     assert result.error_code == NETWORK
     assert result.message == (
@@ -262,14 +284,72 @@ def test_connection_closed_without_answer_is_network_eof(hub):
     hub.fail("manifest", close=True)
     result = client(hub).pull(ALPINE)
     assert result.error_code == NETWORK
-    assert result.message == f'Get "{hub.base_url}/v2/library/alpine/manifests/3.19": EOF'
+    # The tag is resolved with a HEAD first, as dockerd 20.10 does.
+    assert result.message == f'Head "{hub.base_url}/v2/library/alpine/manifests/3.19": EOF'
 
 
-def test_layer_cut_short_once_is_retried(hub, image):
-    hub.fail("blob", truncate=True, times=1)
+def test_layer_cut_short_once_is_resumed_with_a_range_request(hub, image):
+    hub.fail("blob", truncate=True, times=1, only=image.layer_digests[-1])
     result = client(hub).pull(ALPINE)
     assert result.ok, result
-    assert len(hub.requests_of("blob")) == len(image.blobs) + 1
+    blobs = hub.requests_of("blob")
+    assert len(blobs) == len(image.blobs) + 1
+    (resumed,) = [seen for seen in blobs if "Range" in seen.headers]
+    assert re.fullmatch(r"bytes=[1-9]\d*-", resumed.headers["Range"])
+    # The bytes already received are not fetched again.
+    assert result.bytes == image.size
+
+
+def test_a_resumed_layer_answered_200_is_fetched_again_from_the_start(hub, image):
+    hub.ranges = False
+    hub.fail("blob", truncate=True, times=1, only=image.layer_digests[-1])
+    result = client(hub).pull(ALPINE)
+    assert result.ok, result
+    # Cut, then 200 to the Range request (counted as a failed attempt), then a fresh download.
+    assert len(hub.requests_of("blob")) == len(image.blobs) + 2
+
+
+def test_the_config_is_tried_five_times_250ms_apart_doubling_and_said_like_dockerd(hub, image):
+    hub.fail("blob", status=500, times=100)
+    timings = DaemonTimings(config_retry_s=(0.05, 0.1, 0.2, 0.4), layer_retry_s=(5.0,) * 5)
+    started = time.monotonic()
+    result = client(hub, timings=timings).pull(ALPINE)
+    elapsed = time.monotonic() - started
+    assert result.error_code == BAD_RESPONSE
+    # Go's retry() reports one more attempt than it made (moby v20.10.24 pull_v2.go).
+    assert result.message == (
+        "error pulling image configuration: download failed after attempts=6: "
+        "received unexpected HTTP status: 500 Internal Server Error"
+    )
+    config_gets = [s for s in hub.requests_of("blob") if s.path.endswith(image.config_digest)]
+    assert len(config_gets) == 5
+    assert 0.75 <= elapsed < 3  # 0.05 + 0.1 + 0.2 + 0.4 of waits; the layers' 5 s waits are cut short
+
+
+def test_a_layer_is_tried_six_times_on_the_daemons_schedule(hub, image):
+    layer = image.layer_digests[-1]
+    hub.fail("blob", status=503, times=100, only=layer)  # the config and the first layer are served
+    result = client(hub).pull(ALPINE)
+    assert result.error_code == BAD_RESPONSE
+    gets = [s for s in hub.requests_of("blob") if s.path.endswith(layer)]
+    assert len(gets) == 6 == DOCKERD_20_10.layer_attempts
+
+
+@pytest.mark.parametrize("status, code", [(401, "UNAUTHORIZED"), (404, "BLOB_UNKNOWN"), (429, "TOOMANYREQUESTS")])
+def test_answers_no_retry_can_change_are_not_retried(hub, image, status, code):
+    layer = image.layer_digests[-1]
+    body = f'{{"errors":[{{"code":"{code}","message":"x"}}]}}'.encode()
+    hub.fail("blob", status=status, times=100, body=body, only=layer)
+    result = client(hub).pull(ALPINE)
+    assert result.error_code == code
+    assert len([s for s in hub.requests_of("blob") if s.path.endswith(layer)]) == 1
+
+
+def test_the_default_schedule_is_moby_20_10s():
+    assert DOCKERD_20_10.layer_retry_s == (5, 10, 15, 20, 25) and DOCKERD_20_10.layer_attempts == 6
+    assert DOCKERD_20_10.config_retry_s == (0.25, 0.5, 1, 2) and DOCKERD_20_10.config_attempts == 5
+    assert (DOCKERD_20_10.dial_s, DOCKERD_20_10.tls_handshake_s, DOCKERD_20_10.ping_s, DOCKERD_20_10.token_s) == (30, 10, 15, 15)
+    assert DOCKERD_20_10.max_concurrent_downloads == 3
 
 
 # --------------------------------------------------------------------------- platforms
@@ -323,29 +403,153 @@ def test_blob_redirect_to_cdn_does_not_carry_authorization(hub, image):
     assert all("Authorization" in seen.headers for seen in hub.requests_of("blob"))
 
 
-def test_hung_manifest_times_out_in_bounded_time(hub):
+def test_a_manifest_that_never_comes_is_waited_for_until_the_budget_ends(hub):
+    # dockerd has no response-header timeout on registry requests: only the
+    # pull's own deadline ends the wait, and the result names what it waited for.
     hub.fail("manifest", hang_s=10)
     started = time.monotonic()
-    result = client(hub, timeout=0.5).pull(ALPINE)
+    result = client(hub, timeout=1.0).pull(ALPINE)
+    elapsed = time.monotonic() - started
     assert result.error_code == TIMEOUT
-    assert time.monotonic() - started < 4
-    assert result.message.startswith(f'Get "{hub.base_url}/v2/library/alpine/manifests/3.19": ')
+    assert 1.0 <= elapsed < 2.0
+    assert result.message == (
+        f'pull alpine:3.19 did not finish within 1s (still waiting for an answer to HEAD '
+        f'"{hub.base_url}/v2/library/alpine/manifests/3.19")'
+    )
+    assert [(a.endpoint, a.error_code) for a in result.attempts] == [("hub", TIMEOUT)]
 
 
-def test_hung_blob_times_out_after_bounded_retries(hub, image):
-    hub.fail("blob", hang_s=10)
+@pytest.mark.parametrize("budget", [1.0, 2.5])
+def test_a_mirror_that_never_answers_a_manifest_holds_the_pull_whatever_the_budget(hub, mirror, budget):
+    # The daemon waits on the mirror and never falls back to Hub.
+    mirror.fail("manifest", hang_s=10)
+    result = client(hub, mirror, timeout=budget).pull(ALPINE)
+    assert result.error_code == TIMEOUT
+    assert [a.endpoint for a in result.attempts] == ["mirror"]
+    assert hub.seen == []
+
+
+@pytest.mark.parametrize("budget", [3.0, 8.0])
+def test_the_verdict_does_not_depend_on_the_budget(hub, mirror, budget):
+    # Before: the client's read timeout was a quarter of the step's, so a mirror
+    # answering after 1.5 s meant "ok via hub" with one budget and "ok via
+    # mirror" with another. dockerd has no such limit: it waits for the mirror.
+    mirror.fail("manifest", delay_s=1.5, times=1)
+    result = client(hub, mirror, timeout=budget).pull(ALPINE)
+    assert (result.ok, result.served_by) == (True, "mirror"), result
+    assert hub.seen == []
+
+
+def test_a_body_that_stops_midway_is_ended_by_the_budget(hub, image):
+    hub.fail("blob", stall_s=10)
     started = time.monotonic()
-    result = client(hub, timeout=0.3, blob_attempts=2).pull(ALPINE)
+    result = client(hub, timeout=1.0).pull(ALPINE)
     assert result.error_code == TIMEOUT
-    assert time.monotonic() - started < 5
-    assert len(hub.requests_of("blob")) == 2
+    assert time.monotonic() - started < 2.0
 
 
-def test_hung_mirror_falls_back_to_hub(hub, mirror):
+def test_a_retry_the_budget_cannot_wait_for_ends_the_pull_naming_it(hub, image):
+    layer = image.layer_digests[-1]
+    hub.fail("blob", status=503, times=100, only=layer)
+    started = time.monotonic()
+    result = client(hub, timeout=1.0, timings=DOCKERD_20_10).pull(ALPINE)
+    assert time.monotonic() - started < 2.0
+    assert result.error_code == TIMEOUT
+    assert f"the retry of layer {layer[:19]} in 5s, after: received unexpected HTTP status: 503" in result.message
+
+
+def test_a_hung_mirror_ping_falls_back_after_the_daemons_15s_limit(hub, mirror):
     mirror.fail("ping", hang_s=10)
-    result = client(hub, mirror, timeout=0.5).pull(ALPINE)
+    result = client(hub, mirror, timeout=5).pull(ALPINE)  # FAST: the ping limit is 0.3 s
     assert result.ok and result.served_by == "hub"
-    assert result.attempts[0].error_code == TIMEOUT
+    first = result.attempts[0]
+    assert (first.endpoint, first.error_code) == ("mirror", TIMEOUT)
+    assert first.message == (
+        f'Get "{mirror.base_url}/v2/": net/http: request canceled (Client.Timeout exceeded while awaiting headers)'
+    )
+
+
+def test_a_hung_token_request_fails_after_the_daemons_limit_not_the_budget(hub):
+    hub.fail("token", hang_s=10)
+    started = time.monotonic()
+    result = client(hub, timeout=5).pull(ALPINE)
+    assert time.monotonic() - started < 2
+    assert result.error_code == TIMEOUT
+    assert "Client.Timeout exceeded while awaiting headers" in result.message
+    assert "/token?" in result.message
+
+
+def test_a_tls_handshake_that_never_completes_fails_after_the_handshake_limit(tmp_path):
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])  # never speaks TLS
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        hub_url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+        timings = DaemonTimings(tls_handshake_s=0.3, ping_s=5)
+        started = time.monotonic()
+        result = BuiltinClient(mirror_url=None, hub_url=hub_url, timeout=5, timings=timings).pull(ALPINE)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert result.error_code == TIMEOUT
+    assert result.message == f'Get "{hub_url}/v2/": net/http: TLS handshake timeout'
+    assert 0.3 <= elapsed < 1.5
+
+
+def test_mirror_only_never_asks_hub_and_reports_the_mirrors_answer(hub, mirror, image):
+    mirror.manifests.clear()
+    result = client(hub, mirror, mirror_only=True).pull(ALPINE)
+    assert not result.ok and result.error_code == "MANIFEST_UNKNOWN"
+    assert hub.seen == []
+    (only,) = result.attempts
+    assert (only.endpoint, only.status, only.error_code, only.message) == (
+        "mirror", 404, "MANIFEST_UNKNOWN", "manifest unknown: manifest unknown"
+    )
+    mirror.add_image("library/alpine", "3.19", image)
+    served = client(hub, mirror, mirror_only=True).pull(ALPINE)
+    assert served.ok and served.served_by == "mirror" and served.digest == image.digest
+
+
+def test_mirror_only_without_a_mirror_is_a_usage_error(hub):
+    from chaos.errors import UsageError
+
+    with pytest.raises(UsageError):
+        BuiltinClient(mirror_url=None, hub_url=hub.base_url, mirror_only=True)
+
+
+def test_every_attempt_carries_the_endpoints_own_answer(hub, mirror):
+    mirror.fail("manifest", status=500)
+    result = client(hub, mirror).pull(ALPINE)
+    assert result.ok and result.served_by == "hub"
+    first = result.attempts[0]
+    assert (first.endpoint, first.ok, first.status, first.error_code, first.message) == (
+        "mirror", False, 500, BAD_RESPONSE, "received unexpected HTTP status: 500 Internal Server Error"
+    )
+
+
+def test_requests_use_a_fresh_connection_each_as_dockerd_does(hub):
+    assert client(hub).pull(ALPINE).ok
+    assert {seen.headers.get("Connection") for seen in hub.seen} == {"close"}
 
 
 # --------------------------------------------------------------------------- proxy and TLS

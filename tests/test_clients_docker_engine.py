@@ -6,6 +6,7 @@ Pulls against the whole lab are in test_engines_parity.py."""
 from __future__ import annotations
 
 import http.server
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -13,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from chaos.clients.docker_engine import DockerEngine, _DaemonLog, _PullStream
+from chaos.clients.docker_engine import DockerEngine, _DaemonLog, _PullStream, _upload_errors
 from chaos.errors import EnvironmentProblem
 from chaos.lab.dockerd import LabDockerd
-from chaos.lab.layout import LabPaths
+from chaos.lab.layout import LabPaths, choose_scratch
 from chaos.lab.ports import free_port
 from chaos.vocab.reference import parse_reference
 
@@ -44,6 +45,40 @@ def test_the_last_endpoint_the_daemon_tried_is_the_one_that_served(tmp_path):
     assert (mirror.endpoint, mirror.ok, mirror.error_code, mirror.message) == (
         "mirror", False, "MANIFEST_UNKNOWN", "manifest unknown: manifest unknown")
     assert (hub.endpoint, hub.ok, hub.url) == ("hub", True, "https://registry-1.docker.io")
+
+
+def test_a_failed_attempt_carries_the_status_its_error_implies(tmp_path):
+    mirror, _ = daemon_log(tmp_path, "alice/private-app:1.0").attempts(MIRROR, ok=True)
+    assert mirror.status == 404  # distribution sends manifest unknown with 404 only
+
+
+# Measured: dockerd 20.10.24 pulling from the lab mirror as a registry (engine
+# docker, mirror_only): it probes https first, as for any insecure registry.
+MIRROR_ONLY_LOG = """time="2026-11-29T21:24:46.54Z" level=debug msg="Trying to pull 127.0.0.1:49485/library/nope from https://127.0.0.1:49485 v2"
+time="2026-11-29T21:24:46.54Z" level=info msg="Attempting next endpoint for pull after error: Get \\"https://127.0.0.1:49485/v2/\\": http: server gave HTTP response to HTTPS client"
+time="2026-11-29T21:24:46.54Z" level=debug msg="Trying to pull 127.0.0.1:49485/library/nope from http://127.0.0.1:49485 v2"
+time="2026-11-29T21:24:46.60Z" level=info msg="Attempting next endpoint for pull after error: manifest unknown: manifest unknown"
+"""
+
+
+def test_a_mirror_only_pull_is_one_mirror_attempt_without_the_https_probe(tmp_path):
+    path = tmp_path / "dockerd.log"
+    path.write_text(MIRROR_ONLY_LOG)
+    log = _DaemonLog(path, 0, parse_reference("nope:1"), registry="127.0.0.1:49485")
+    (only,) = log.attempts(MIRROR, ok=False)
+    assert (only.endpoint, only.ok, only.url) == ("mirror", False, "http://127.0.0.1:49485")
+    # The last attempt's error is the pull's own (the engine fills it in); none is logged here.
+    assert only.error_code is None
+
+
+def test_the_upload_errors_the_daemon_retried_are_read_from_its_log(tmp_path):
+    path = tmp_path / "dockerd.log"
+    path.write_text(
+        'time="2026-11-29T21:24:47.16Z" level=error msg="Upload failed, retrying: unsupported"\n'
+        'time="2026-11-29T21:24:52.17Z" level=error msg="Upload failed, retrying: unsupported"\n'
+    )
+    assert _upload_errors(path, 0) == ["unsupported", "unsupported"]
+    assert _upload_errors(None, 0) == []
 
 
 def test_log_lines_about_other_images_are_ignored(tmp_path):
@@ -124,15 +159,24 @@ def hanging_mirror():
         thread.join(timeout=5)
 
 
+def lab_paths(root: Path) -> LabPaths:
+    """A lab's folders, with a scratch folder as Lab.start makes it (short, under /tmp)."""
+    scratch = choose_scratch()
+    scratch.mkdir(mode=0o700)
+    return LabPaths(root, scratch)
+
+
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory, hanging_mirror):
     root = tmp_path_factory.mktemp("dockerd")
-    daemon = LabDockerd(LabPaths(root), mirror_url=hanging_mirror.url, proxy_url=hanging_mirror.url, ca_file="/nonexistent/ca.pem")
+    daemon = LabDockerd(lab_paths(root), mirror_url=hanging_mirror.url, proxy_url=hanging_mirror.url,
+                        ca_file="/nonexistent/ca.pem")
     try:
         daemon.start()
         yield daemon
     finally:
         daemon.stop()
+        shutil.rmtree(daemon.paths.scratch, ignore_errors=True)
 
 
 def timed_pull(engine: DockerEngine, image: str):
@@ -176,12 +220,14 @@ def test_a_stuck_pull_is_bounded_by_the_timeout_and_cancelled_in_the_daemon(daem
 
 @pytest.mark.lab
 def test_losing_the_daemon_is_an_environment_problem(tmp_path, hanging_mirror):
-    daemon = LabDockerd(LabPaths(tmp_path), mirror_url=hanging_mirror.url, proxy_url=hanging_mirror.url, ca_file="/nonexistent/ca.pem")
+    daemon = LabDockerd(lab_paths(tmp_path), mirror_url=hanging_mirror.url, proxy_url=hanging_mirror.url,
+                        ca_file="/nonexistent/ca.pem")
     daemon.start()
     try:
         engine = engine_for(daemon, timeout=5.0)
     finally:
         daemon.stop()
+        shutil.rmtree(daemon.paths.scratch, ignore_errors=True)
     with pytest.raises(EnvironmentProblem, match="engine docker: lost the Docker daemon"):
         engine.pull(parse_reference("alpine:3.19"))
     engine.close()
@@ -192,9 +238,9 @@ def test_a_deadline_spent_before_the_pull_starts_is_a_timeout_not_a_crash(daemon
     engine = engine_for(daemon, timeout=0.1)
     remove = engine._remove
 
-    def slow_remove(ref, deadline):
+    def slow_remove(name, deadline):
         time.sleep(0.2)  # the daemon was slow to forget the image
-        remove(ref, deadline + 1)
+        remove(name, deadline + 1)
 
     engine._remove = slow_remove
     try:
@@ -223,7 +269,7 @@ def blackhole_proxy():
 def test_a_login_hub_never_answers_is_not_fatal_and_stays_inside_the_deadline(tmp_path, blackhole_proxy, caplog):
     # The mirror refuses connections, so the daemon goes to "Hub" through a proxy that never answers.
     unused = f"http://127.0.0.1:{free_port()}"
-    daemon = LabDockerd(LabPaths(tmp_path), mirror_url=unused, proxy_url=blackhole_proxy, ca_file="/nonexistent/ca.pem")
+    daemon = LabDockerd(lab_paths(tmp_path), mirror_url=unused, proxy_url=blackhole_proxy, ca_file="/nonexistent/ca.pem")
     daemon.start()
     try:
         engine = DockerEngine(docker_host=daemon.docker_host, mirror_url=unused, daemon_log=daemon.paths.log("dockerd"),
@@ -232,6 +278,7 @@ def test_a_login_hub_never_answers_is_not_fatal_and_stays_inside_the_deadline(tm
             result, elapsed = timed_pull(engine, "alice/private-app:1.0")
     finally:
         daemon.stop()
+        shutil.rmtree(daemon.paths.scratch, ignore_errors=True)
     shown = [record.getMessage() for record in caplog.records]
     assert not result.ok and result.error_code == "TIMEOUT", result
     assert elapsed < 6

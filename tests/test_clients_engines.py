@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from chaos.clients.engines import BuiltinEngine, Engine, make_engine
+from chaos.clients.engines import ENGINE_NAMES, BuiltinEngine, Engine, make_engine
 from chaos.vocab.names import ENGINES
 from chaos.errors import EnvironmentProblem, UsageError
 from chaos.lab.layout import LabState
@@ -23,15 +23,15 @@ def make(name, lab=LAB, **overrides):
     return make_engine(name, **options)
 
 
-def test_the_three_engines_are_named():
-    assert ENGINES == ("builtin", "docker", "skopeo")
+def test_the_engines_are_named():
+    assert set(ENGINES) <= set(ENGINE_NAMES) == {"builtin", "docker", "skopeo", "containerd"}
 
 
 def test_an_unknown_engine_is_a_usage_error_naming_the_choices():
     with pytest.raises(UsageError) as caught:
         make("podman")
     assert caught.value.exit_code == 2
-    assert "'podman'" in str(caught.value) and "builtin, docker, skopeo" in str(caught.value)
+    assert "'podman'" in str(caught.value) and all(name in str(caught.value) for name in ENGINE_NAMES)
 
 
 def test_a_non_positive_timeout_is_a_usage_error():
@@ -46,6 +46,29 @@ def test_builtin_uses_the_labs_mirror_proxy_and_ca():
     assert (client.mirror_url, client.proxy_url, client.ca_file) == (LAB.mirror_url, LAB.proxy_url, LAB.ca_file)
     assert client.credentials == ("alice", "wonderland")
     engine.close()
+
+
+def test_timeout_is_the_whole_pulls_budget_for_builtin_too():
+    engine = make("builtin", timeout=42.0)
+    # Not a per-read timeout any more: the daemon's own limits apply inside it.
+    assert engine.client.timeout == 42.0
+    assert (engine.client.timings.ping_s, engine.client.timings.layer_retry_s[0]) == (15.0, 5.0)
+
+
+@pytest.mark.parametrize("name", ["builtin", "skopeo"])
+def test_mirror_only_pulls_from_the_mirror_alone(name):
+    engine = make(name, mirror_only=True)
+    try:
+        assert (engine.client.mirror_only if name == "builtin" else engine.mirror_only) is True
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("name", ["builtin", "docker", "skopeo", "containerd"])
+def test_mirror_only_without_a_mirror_is_a_usage_error(name, tmp_path):
+    with pytest.raises(UsageError, match="needs a mirror") as caught:
+        make(name, lab=LabState(root=str(tmp_path)), mirror_only=True)
+    assert caught.value.exit_code == 2
 
 
 def test_docker_without_a_daemon_is_an_environment_problem_in_one_line(tmp_path):

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
 from chaos.clients.registry_http import (
+    DOCKERD_20_10,
     Challenge,
+    DaemonTimings,
     EndpointClient,
+    PullDeadline,
     RegistryFailure,
+    daemon_like_session,
     failure_from_response,
     parse_challenges,
     read_bounded,
@@ -140,12 +145,12 @@ def registry():
         yield fake
 
 
-def endpoint(fake_or_url, credentials=None, proxy_url=None, timeout=5.0) -> EndpointClient:
-    session = requests.Session()
-    session.trust_env = False
+def endpoint(fake_or_url, credentials=None, proxy_url=None, budget=5.0, timings=DOCKERD_20_10) -> EndpointClient:
+    session = daemon_like_session("hub-chaos tests")
     url = fake_or_url if isinstance(fake_or_url, str) else fake_or_url.base_url
     return EndpointClient(
-        session, url, proxy_url=proxy_url, verify=True, credentials=credentials, timeout=timeout
+        session, url, proxy_url=proxy_url, verify=True, credentials=credentials,
+        deadline=time.monotonic() + budget, timings=timings,
     )
 
 
@@ -284,3 +289,36 @@ def test_proxy_refusing_the_tunnel_reads_like_go(misbehaving_proxy, mode, reason
         endpoint(target, proxy_url=proxy_url).ping()
     assert caught.value.code == "NETWORK"
     assert caught.value.message == f'Get "{target}/v2/": {reason}'
+
+
+def test_an_answer_that_never_comes_ends_with_the_pulls_deadline_naming_the_request(registry):
+    registry.fail("manifest", hang_s=5)
+    client = endpoint(registry, budget=0.5)
+    client.ping()
+    started = time.monotonic()
+    with pytest.raises(PullDeadline) as caught:
+        client.get("/v2/library/alpine/manifests/3.19", scope="repository:library/alpine:pull", method="HEAD")
+    assert time.monotonic() - started < 1.0
+    assert caught.value.doing == f'an answer to HEAD "{registry.base_url}/v2/library/alpine/manifests/3.19"'
+
+
+def test_the_ping_has_the_daemons_own_limit_inside_the_budget(registry):
+    registry.fail("ping", hang_s=5)
+    client = endpoint(registry, budget=5.0, timings=DaemonTimings(ping_s=0.3))
+    started = time.monotonic()
+    with pytest.raises(RegistryFailure) as caught:
+        client.ping()
+    assert 0.3 <= time.monotonic() - started < 1.0
+    assert caught.value.code == "TIMEOUT"
+    assert caught.value.message == (
+        f'Get "{registry.base_url}/v2/": net/http: request canceled (Client.Timeout exceeded while awaiting headers)'
+    )
+
+
+def test_a_head_that_fails_has_its_status_and_no_body_to_read(registry):
+    client = endpoint(registry)
+    client.ping()
+    with pytest.raises(RegistryFailure) as caught:
+        client.get("/v2/library/alpine/manifests/9.99", scope="repository:library/alpine:pull", method="HEAD")
+    assert caught.value.status == 404
+    assert [seen.method for seen in registry.requests_of("manifest")] == ["HEAD"]

@@ -1,9 +1,21 @@
 import json
+import stat
+import time
 
 import pytest
 
 from chaos.errors import UsageError
-from chaos.lab.accounts import Accounts, Repo, authenticate, granted_actions, namespace
+from chaos.lab.accounts import (
+    Accounts,
+    CheckedPasswords,
+    Repo,
+    authenticate,
+    granted_actions,
+    hash_password,
+    is_password_hash,
+    namespace,
+    verify_password,
+)
 
 ACCOUNTS = Accounts(
     users={"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "library": "lib-pw"},
@@ -92,11 +104,63 @@ def test_authenticate(user, password, ok):
     assert authenticate(ACCOUNTS, user, password) is ok
 
 
-def test_file_round_trip(tmp_path):
+def test_file_round_trip_keeps_hashes_never_passwords(tmp_path):
     path = tmp_path / "sub" / "accounts.json"
     ACCOUNTS.to_file(path)
-    assert Accounts.from_file(path) == ACCOUNTS
+    text = path.read_text()
+    assert not any(password in text for password in ACCOUNTS.users.values())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded = Accounts.from_file(path)
+    assert loaded.users == {} and set(loaded.password_hashes) == set(ACCOUNTS.users)
+    assert loaded.repositories == ACCOUNTS.repositories
+    assert all(is_password_hash(h) for h in loaded.password_hashes.values())
+    for user, password in ACCOUNTS.users.items():
+        assert authenticate(loaded, user, password)
+        assert not authenticate(loaded, user, password + "x")
+    assert loaded.has_user("alice") and not loaded.has_user("nobody")
     assert [p.name for p in path.parent.iterdir()] == ["accounts.json"]  # no temp file left behind
+    # Written again from hashes, the file is the same (no hashing twice).
+    again = tmp_path / "again.json"
+    loaded.to_file(again)
+    assert json.loads(again.read_text()) == json.loads(text)
+
+
+def test_a_hash_is_salted_scrypt_and_checks_only_its_password():
+    first, second = hash_password("wonderland"), hash_password("wonderland")
+    assert first.startswith("$scrypt$ln=14,r=8,p=1$") and first != second  # a fresh salt each time
+    assert verify_password(first, "wonderland") and verify_password(second, "wonderland")
+    assert not verify_password(first, "Wonderland") and not verify_password(first, "")
+    assert hash_password("pw", salt=b"0123456789abcdef") == hash_password("pw", salt=b"0123456789abcdef")
+
+
+@pytest.mark.parametrize("bad", ["", "wonderland", "$scrypt$ln=14,r=8,p=1$short$short", "$scrypt$ln=99,r=8,p=1$"
+                                 + "A" * 22 + "$" + "A" * 43, "$bcrypt$" + "A" * 60])
+def test_a_malformed_hash_verifies_nothing(bad):
+    assert not verify_password(bad, "wonderland")
+    assert not verify_password(bad, bad)
+
+
+def test_checked_passwords_hash_each_good_login_once_and_still_refuse_bad_ones():
+    password_hash = hash_password("wonderland")
+    checked = CheckedPasswords()
+    started = time.perf_counter()
+    assert checked.verify(password_hash, "wonderland")
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    assert all(checked.verify(password_hash, "wonderland") for _ in range(20))
+    assert time.perf_counter() - started < first  # twenty remembered checks cost less than one scrypt
+    assert not checked.verify(password_hash, "alice")
+    assert not checked.verify(hash_password("other"), "wonderland")  # remembered per hash, not per password
+    assert "wonderland" not in repr(vars(checked))
+
+
+def test_a_file_with_a_password_in_clear_is_refused_without_echoing_it(tmp_path):
+    path = tmp_path / "accounts.json"
+    path.write_text(json.dumps({"users": {"alice": "wonderland"}}))
+    with pytest.raises(UsageError) as caught:
+        Accounts.from_file(path)
+    assert str(path) in str(caught.value) and "user 'alice': expected a password hash" in str(caught.value)
+    assert "wonderland" not in str(caught.value)
 
 
 def test_missing_fields_default_to_empty():

@@ -28,7 +28,8 @@ from chaos.lab.process import ManagedProcess, group_alive, require_binary
 from chaos.lab.seed import Seeder
 from chaos.language.model import LabSpec, SeedImage
 from chaos.vocab.reference import parse_reference
-from tests.lab_helpers import listening, processes_mentioning
+from tests.lab_helpers import listening
+from tests.lab_helpers import processes_mentioning
 
 
 def test_child_that_dies_early_is_reported_with_its_log(tmp_path):
@@ -211,10 +212,12 @@ def small_lab(root: Path) -> Lab:
     return Lab(LabSpec(images=(SeedImage(TINY, 50_000, layers=1),)), root)
 
 
-def assert_nothing_left(root: Path, ports) -> None:
-    assert not processes_mentioning(str(root))
+def assert_nothing_left(root: Path, ports, scratch: str) -> None:
+    assert not processes_mentioning(str(root)) and not processes_mentioning(scratch)
     assert not listening(ports)
-    assert not LabPaths(root).state_file.exists()
+    assert not Path(scratch).exists()
+    # lab.json stays as evidence, saying the stop completed.
+    assert LabState.load(LabPaths(root).state_file).status == "stopped"
 
 
 @pytest.mark.lab
@@ -225,10 +228,10 @@ def test_a_lab_with_block_starts_it_logs_its_progress_and_stops_everything(tmp_p
         assert requests.get(f"{lab.state.mirror_url}/v2/", timeout=5).ok
         assert set(lab.components) == {"hub", "auth", "cdn", "proxy", "mirror"}
         assert all(process.alive() for process in lab.components.values())
-        assert LabPaths(tmp_path).state_file.exists()
+        assert LabState.load(LabPaths(tmp_path).state_file).status == "running"
         assert not lab.stopped
     assert lab.stopped
-    assert_nothing_left(tmp_path, ports)
+    assert_nothing_left(tmp_path, ports, lab.state.scratch)
     assert ("chaos.lab.lab", logging.INFO, "starting lab hub (registry + auth.docker.io emulation)") in messages
     assert ("chaos.lab.seed", logging.INFO, "seeding hub with alpine:3.19 (50 kB, linux/amd64)") in messages
     assert messages[-1] == (
@@ -249,8 +252,9 @@ def test_a_lab_left_running_survives_a_normal_exit_until_stopped(tmp_path):
         assert requests.get(f"{lab.state.mirror_url}/v2/", timeout=5).ok
     finally:
         lab.stop()
-    assert_nothing_left(tmp_path, ports)
+    assert_nothing_left(tmp_path, ports, lab.state.scratch)
     lab.stop()  # safe twice
+    assert lab.stopped
 
 
 @pytest.mark.lab
@@ -262,7 +266,7 @@ def test_an_exception_stops_a_lab_even_when_left_running(tmp_path, raised):
         assert listening(ports)
         raise raised()
     assert lab.stopped
-    assert_nothing_left(tmp_path, ports)
+    assert_nothing_left(tmp_path, ports, lab.state.scratch)
 
 
 @pytest.mark.lab
@@ -283,4 +287,4 @@ def test_a_missing_engine_binary_is_one_line_before_anything_starts(tmp_path, mo
 def test_progress_is_logged_not_passed_in():
     for component in (Lab, LabDockerd, Seeder):
         assert "progress" not in inspect.signature(component).parameters, component
-    assert list(inspect.signature(Lab).parameters) == ["spec", "root", "detached", "engines"]
+    assert list(inspect.signature(Lab).parameters) == ["spec", "root", "detached", "engines", "mirror", "registry_binary"]

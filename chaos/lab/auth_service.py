@@ -31,7 +31,7 @@ from typing import TextIO
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from chaos.errors import ChaosError, UsageError
-from chaos.lab.accounts import Accounts, authenticate, granted_actions
+from chaos.lab.accounts import Accounts, CheckedPasswords, authenticate, granted_actions
 from chaos.lab.tokens import (
     BadScope,
     BadToken,
@@ -133,6 +133,7 @@ class AuthService:
     def __init__(self, accounts: AccountsSource, signer: TokenSigner):
         self.accounts = accounts
         self.signer = signer
+        self.checked = CheckedPasswords()
 
     def grant(self, accounts: Accounts, user: str | None, scopes: list[Scope]) -> list[Scope]:
         """The granted part of each requested scope; resources with nothing granted are left out."""
@@ -165,7 +166,7 @@ class AuthService:
         user = None
         if credentials is not None:
             user, password = credentials
-            if not authenticate(accounts, user, password):
+            if not authenticate(accounts, user, password, checked=self.checked):
                 return _fail(401, WRONG_CREDENTIALS, user)
         try:
             scopes = parse_scopes(query.get("scope", []))
@@ -187,7 +188,7 @@ class AuthService:
         refresh_token = None
         if grant_type == "password":
             user = _first(form, "username") or ""
-            if not authenticate(accounts, user, _first(form, "password") or ""):
+            if not authenticate(accounts, user, _first(form, "password") or "", checked=self.checked):
                 return _fail(401, WRONG_CREDENTIALS, user or None)
         elif grant_type == "refresh_token":
             refresh_token = _first(form, "refresh_token") or ""
@@ -195,7 +196,7 @@ class AuthService:
                 user = self.signer.verify(refresh_token, audience=REFRESH_AUDIENCE, issuer=TOKEN_ISSUER)["sub"]
             except BadToken:
                 return _fail(401, "invalid refresh token")
-            if user not in accounts.users:
+            if not accounts.has_user(user):
                 return _fail(401, "invalid refresh token", user)
         else:
             return _fail(400, f"unsupported grant_type {grant_type!r}")

@@ -21,23 +21,23 @@ too: vfs copies every layer in full and a run folder must not keep them.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import shutil
 import socket
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from chaos.errors import EnvironmentProblem
 from chaos.lab.binaries import require_dockerd
 from chaos.lab.components.launch import READY_DEADLINE_S, Launch, clean_env
 from chaos.lab.layout import LabPaths
+from chaos.lab.mounts import mounts_under, unmount_all
 from chaos.lab.process import ManagedProcess, stop_group
 
+__all__ = ["LabDockerd", "can_run", "cleanup", "dockerd_launch", "mounts_under"]
 log = logging.getLogger(__name__)
-_MNT_DETACH = 2
 
 
 def dockerd_launch(
@@ -79,7 +79,9 @@ class LabDockerd:
         ca_file: str,
         detached: bool = False,
     ):
-        """detached: the daemon outlives this process (`chaos lab up`)."""
+        """paths: the lab's, with its scratch folder (the daemon's exec root
+        and data root go there). detached: the daemon outlives this process
+        (`chaos lab up`)."""
         self.paths = paths
         self.mirror_url = mirror_url
         self.proxy_url = proxy_url
@@ -101,17 +103,20 @@ class LabDockerd:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def start(self) -> str:
+    def start(self, on_started: Callable[[ManagedProcess], None] | None = None) -> str:
         """Start the daemon and wait until its API answers; returns DOCKER_HOST.
-        EnvironmentProblem (one line) when it cannot run here."""
+        EnvironmentProblem (one line) when it cannot run here. on_started:
+        called with the process as soon as it runs (the lab records it then,
+        before waiting for it)."""
         binary = can_run()
-        # A fresh folder, so the socket can never be one another daemon uses.
-        self.exec_root = Path(tempfile.mkdtemp(prefix="hc-", dir="/tmp"))
+        # In the lab's fresh scratch folder, so the socket can never be one another daemon uses.
+        self.exec_root = self.paths.dockerd_exec_root
         data_root = self.paths.dockerd_data_root
         data_root.mkdir(parents=True, exist_ok=True)
         # An empty config file: /etc/docker/daemon.json (mirrors, storage...) must
         # neither change this daemon nor clash with its flags.
         config = self.paths.dockerd / "daemon.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(json.dumps({}))
         launch = dockerd_launch(
             binary=binary, config_file=config, data_root=data_root, exec_root=self.exec_root,
@@ -122,20 +127,25 @@ class LabDockerd:
         self.process = launch.process(tie_to_parent=not self.detached)
         try:
             self.process.start()
+            if on_started is not None:
+                on_started(self.process)
             self.process.wait_ready(launch.ready, READY_DEADLINE_S)
         except BaseException:
             self.stop()
             raise
         return self.docker_host
 
-    def stop(self) -> None:
-        """Stop the daemon and remove every trace of it; safe to call twice."""
+    def stop(self) -> bool:
+        """Stop the daemon and remove every trace of it; safe to call twice.
+        True when nothing of it is left (no process, no mount)."""
         containerd = _containerd_pid(self.exec_root)
+        gone = True
         if self.process is not None:
-            self.process.stop(grace_s=10.0)
+            gone = self.process.stop(grace_s=10.0)
             self.process = None
-        cleanup(self.paths.dockerd_data_root, self.exec_root, containerd_pid=containerd)
+        clean = cleanup(self.paths.dockerd_data_root, self.exec_root, containerd_pid=containerd)
         self.exec_root = None
+        return gone and clean
 
 
 def can_run() -> str:
@@ -147,45 +157,25 @@ def can_run() -> str:
     return binary
 
 
-def cleanup(data_root: Path, exec_root: Path | None, *, containerd_pid: int | None = None) -> None:
+def cleanup(data_root: Path, exec_root: Path | None, *, containerd_pid: int | None = None) -> bool:
     """What a stopped (or killed) lab dockerd may leave: its containerd, mounts
     under its roots, its sockets and data. Also for `chaos lab down`, which
-    finds exec_root in lab.json."""
+    finds exec_root in lab.json. True when nothing is left."""
     if containerd_pid is None:
         containerd_pid = _containerd_pid(exec_root)
+    gone = True
     if containerd_pid and exec_root is not None and _mentions(containerd_pid, str(exec_root)):
         # dockerd starts containerd with setsid: it leads a group of its own.
-        stop_group(containerd_pid)
-    roots = [Path(data_root)] + ([Path(exec_root)] if exec_root else [])
-    for mount_point in mounts_under(roots):
-        _umount(mount_point)
+        gone = stop_group(containerd_pid)
+    still_mounted = unmount_all([Path(data_root)] + ([Path(exec_root)] if exec_root else []))
+    if still_mounted:
+        # Never delete through a mount: it may show files that are not ours.
+        log.warning("left %s in place: still mounted there: %s", exec_root or data_root, ", ".join(still_mounted))
+        return False
     if exec_root is not None:
         shutil.rmtree(exec_root, ignore_errors=True)
     shutil.rmtree(data_root, ignore_errors=True)
-
-
-def mounts_under(roots: list[Path]) -> list[str]:
-    """Mount points at or below any of `roots`, deepest first (so each can go)."""
-    prefixes = [str(Path(root).resolve()) for root in roots]
-    found = []
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 5:
-            continue
-        point = fields[4].replace("\\040", " ")
-        if any(point == prefix or point.startswith(prefix + "/") for prefix in prefixes):
-            found.append(point)
-    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
-
-
-def _umount(point: str) -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    # Detach: a mount still busy for a moment must not keep the teardown waiting.
-    libc.umount2(point.encode(), _MNT_DETACH)
+    return gone
 
 
 def _containerd_pid(exec_root: Path | None) -> int | None:

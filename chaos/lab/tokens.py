@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 import re
 import secrets
 import time
@@ -145,14 +146,15 @@ class TokenSigner:
         key = ec.generate_private_key(ec.SECP256R1())
         certificate = _new_certificate(key)
         key_path = directory / KEY_FILE
-        key_path.write_bytes(
-            key.private_bytes(
+        key_path.unlink(missing_ok=True)
+        # Created 0600: never readable by others, not even for a moment.
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
-            )
-        )
-        key_path.chmod(0o600)
+            ))
         (directory / CERT_FILE).write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
         return cls(directory, key, certificate)
 

@@ -25,10 +25,13 @@ def pull_through_mirror(
     ca_file: Path | str | None = None,
     extra_env: Mapping[str, str] | None = None,
     name: str = "mirror",
+    config: dict | None = None,
 ) -> Launch:
     """https_proxy: where Go sends its upstream traffic (the fault proxy).
     ca_file: SSL_CERT_FILE, which replaces the system roots in Go: the CA of
-    that proxy, or of whatever serves remote_url."""
+    that proxy, or of whatever serves remote_url.
+    config: the whole configuration (chaos.lab.registry_config.mirror_config_from,
+    with the same storage, port and remote_url); default: the lab's own anonymous mirror."""
     env = dict(extra_env or {})
     if https_proxy is not None:
         env["HTTPS_PROXY"] = https_proxy
@@ -36,6 +39,7 @@ def pull_through_mirror(
         env["SSL_CERT_FILE"] = str(ca_file)
     url = loopback_url(port)
     return serve_registry(
-        name, binary=binary, config=mirror_config(storage, port, remote_url), config_path=config_path,
+        name, binary=binary, config=config if config is not None else mirror_config(storage, port, remote_url),
+        config_path=config_path,
         log_path=log_path, url=url, ready=http_ok(f"{url}/v2/"), env=env,
     )
