@@ -21,9 +21,16 @@ from chaos.language.marked_yaml import MarkedDict, MarkedList, MarkedStr
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _BAD_REFERENCE = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|api_?key|credential|private_?key", re.IGNORECASE)
-"""Variable names that hold secrets whatever the file says: their values never reach a file or a screen."""
+SECRET_NAME = re.compile(r"password|passwd|secret|token|credential|apikey|privatekey", re.IGNORECASE)
+SECRET_WORDS = frozenset({"pass", "pw", "pwd", "key", "auth"})
+"""Variable names that hold secrets whatever the file says (REGISTRY_PASSWORD,
+DEPLOY_KEY, GH_TOKEN, AUTH): their values never reach a file or a screen."""
 REDACTED = "***"
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a variable's name says it holds a secret."""
+    return bool(SECRET_NAME.search(name)) or any(word.lower() in SECRET_WORDS for word in re.split(r"[_\W]+", name))
 
 
 def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -57,7 +64,7 @@ class Variables:
         self.used: dict[str, str] = {}
 
     def is_secret(self, name: str) -> bool:
-        return name in self.marked_secret or bool(SECRET_NAME.search(name))
+        return name in self.marked_secret or looks_secret(name)
 
     @property
     def for_the_journal(self) -> dict[str, str]:

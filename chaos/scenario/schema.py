@@ -76,10 +76,17 @@ def scenario_schema() -> dict:
         "images": {"type": "array", "items": {"anyOf": [IMAGE, seed_image_schema("ref")]}},
         "push_registry": {"type": "boolean"},
         "seed": {"type": "string"},
+        "mirror": closed_object({
+            "login": {"type": "string", "description": "a lab user: the mirror's own Hub credentials (proxy.username/password)"},
+            "ttl": DURATION,
+            "config": {"type": "string", "description": "your distribution config file, the base the lab overrides"},
+        }),
     })
     target = closed_object({
         "mirror": {"type": "string"}, "control": {"type": "string"}, "proxy": {"type": "string"},
         "ca": {"type": "string"}, "storage": {"type": "string"}, "users": _users(),
+        "live": {"type": "boolean", "description": "allow the real Docker Hub (no fault proxy in front of it)"},
+        "private": {"type": "array", "items": {"type": "string"}},
     }, ("mirror", "control"))
     assert set(lab["properties"]) == set(LAB_KEYS) and set(target["properties"]) == set(TARGET_KEYS)
     properties = {

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-ENGINES = ("builtin", "docker", "skopeo")
-"""Who pulls: the builtin emulation of a Docker daemon, a real dockerd, skopeo."""
+ENGINES = ("builtin", "docker", "skopeo", "containerd")
+"""Who pulls: the builtin emulation of a Docker daemon, a real dockerd, skopeo
+(containers/image: podman, CRI-O), containerd as Kubernetes nodes pull (ctr
+with a hosts.toml)."""
 
 COMPONENTS = ("mirror", "hub", "auth", "proxy", "cdn", "push-registry")
 """Lab components a `restart` step may name."""
