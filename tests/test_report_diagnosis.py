@@ -110,4 +110,4 @@ def test_a_mirror_without_credentials_for_a_private_repository():
         ok=False, code="DENIED", mirror={"endpoint": "mirror", "ok": False, "status": 404, "error_code": "MANIFEST_UNKNOWN"},
         events=[{"origin": "mirror", "method": "GET", "kind": "manifest", "repository": "alice/app", "status": 401}],
     )
-    assert diagnose(record, KINDS).summary.startswith("Hub refused the mirror (401: its upstream requests carry no credentials")
+    assert diagnose(record, KINDS).summary.startswith("Hub refused the mirror (401: its requests carry no credentials")

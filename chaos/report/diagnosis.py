@@ -200,7 +200,7 @@ def _summary(record: StepRecord, result: Mapping[str, Any] | None, mirror: Mappi
         return (f"the mirror could not reach Hub, blocked{_fault_text(mirror_faulted[0]['fault'], fault_kinds)}, "
                 f"and {_mirror_text(mirror).removeprefix('mirror ')}{fallback}")
     if mirror_code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN") and any(e.get("status") == 401 and e.get("kind") != "ping" for e in mirror_events):
-        return ("Hub refused the mirror (401: its upstream requests carry no credentials for this repository), "
+        return ("Hub refused the mirror (401: its requests carry no credentials that grant this repository), "
                 f"so it {_mirror_text(mirror).removeprefix('mirror ')}{fallback}")
     if result is not None and result.get("ok") and result.get("served_by") == "hub" and mirror is not None and not mirror.get("ok"):
         return f"the mirror could not serve it ({_mirror_text(mirror)}), so the client fell back to Hub"
