@@ -67,7 +67,10 @@ def _show_progress() -> None:
     logger.setLevel(logging.INFO)
 
 
-@click.group(cls=_ChaosGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_ChaosGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Commands that talk to a running lab (lab, pull, fault, tap) find it with --lab-dir, "
+                    "else $CHAOS_LAB_DIR, else ~/.local/state/hub-chaos/lab. Exit codes: 0 every expectation held, "
+                    "1 one did not, 2 bad input, 3 the environment, 130 interrupted.")
 @click.version_option(package_name="hub-chaos")
 def main() -> None:
     """hub-chaos: prove your Docker Hub mirror survives Hub going down."""

@@ -22,8 +22,8 @@ RUNS = Path("runs")
 @click.option("--tag", "tags", multiple=True, help="Only scenarios with this tag (repeatable: any of them).")
 @var_option
 @click.option("--engine", type=click.Choice(ENGINES), default="builtin", show_default=True,
-              help="Client that pulls: the builtin emulation, a real Docker daemon, or skopeo (steps may choose their own).")
-@click.option("--keep-lab", is_flag=True, help="Leave the lab running after the run (stop it with `chaos lab down`).")
+              help="Client that pulls and pushes: the builtin emulation of a Docker daemon, a real dockerd, skopeo, or containerd as a Kubernetes node (steps may choose their own).")
+@click.option("--keep-lab", is_flag=True, help="Leave the lab running after the run (its folder is the run folder's lab/: `chaos lab down --lab-dir RUN_DIR/lab`).")
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan; start nothing.")
 @report_option
 def run(scenario_paths, list_shipped, run_dir, tags, var_pairs, engine, keep_lab, dry_run, reports) -> None:
