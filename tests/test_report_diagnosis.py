@@ -105,6 +105,17 @@ def test_hub_unreachable_for_the_mirror_and_the_client():
     assert "client -> Hub: CONNECT registry-1.docker.io: 502 by fault hub-down (refuse)" in [link.text for link in found.chain]
 
 
+def test_a_mirror_answer_that_broke_mid_transfer_is_not_called_an_answer_with_an_error():
+    record = pull_record(
+        ok=False, code="NETWORK", mirror={"endpoint": "mirror", "ok": False, "status": 200, "error_code": "NETWORK"},
+        events=[{"origin": "mirror", "method": "GET", "kind": "blob", "status": None, "fault": "cdn-reset", "error": "Connection killed."}],
+    )
+    found = diagnose(record, {"cdn-reset": "reset"})
+    assert found.summary == ("the mirror's download from Hub was cut by fault cdn-reset (reset): it answered 200, then the "
+                             "transfer broke (NETWORK); the client's own fallback to Hub failed too (NETWORK)")
+    assert "mirror answered 200, then the transfer broke (NETWORK)" in [link.text for link in found.chain]
+
+
 def test_a_mirror_without_credentials_for_a_private_repository():
     record = pull_record(
         ok=False, code="DENIED", mirror={"endpoint": "mirror", "ok": False, "status": 404, "error_code": "MANIFEST_UNKNOWN"},

@@ -104,6 +104,9 @@ def _mirror_text(attempt: Mapping[str, Any]) -> str:
     if attempt.get("ok"):
         return "mirror served it"
     status, code, message = attempt.get("status"), attempt.get("error_code"), attempt.get("message") or ""
+    if status and status < 400:
+        # The answer began well (a blob's 200) and broke while its body streamed.
+        return f"mirror answered {status}, then the transfer broke ({code or 'no error code'})"
     if status:
         return f"mirror answered {status} {code or ''}".rstrip()
     return f"mirror did not answer ({code or 'no answer'}{': ' + _short(message) if message else ''})"
@@ -196,6 +199,9 @@ def _summary(record: StepRecord, result: Mapping[str, Any] | None, mirror: Mappi
         return f"Hub's failure{_fault_text(fault_events[0].get('fault'), fault_kinds)} reached the client as the mirror's {mirror_status}"
     fallback = _fallback_clause(result)
     mirror_faulted = [e for e in mirror_events if e.get("fault")]
+    if mirror_status and mirror_status < 400 and mirror_faulted:
+        return (f"the mirror's download from Hub was cut{_fault_text(mirror_faulted[0]['fault'], fault_kinds)}: "
+                f"it {_mirror_text(mirror).removeprefix('mirror ')}{fallback}")
     if mirror is not None and not mirror.get("ok") and mirror_faulted:
         return (f"the mirror could not reach Hub, blocked{_fault_text(mirror_faulted[0]['fault'], fault_kinds)}, "
                 f"and {_mirror_text(mirror).removeprefix('mirror ')}{fallback}")
