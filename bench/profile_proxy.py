@@ -2,7 +2,7 @@
 under py-spy (sampling, `pip install py-spy` into the venv; not a project
 dependency), then the hottest functions by own time and by total time.
 
-    python bench/profile_proxy.py --arm hubchaos-nocdn --pulls 3 [--set stream_large_bodies=1m]
+    python bench/profile_proxy.py --arm passthrough --pulls 3 [--set stream_large_bodies=1m]
 
 The raw collapsed stacks are kept (--out) for flame graphs (e.g. speedscope).
 """
@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaos.images.synth import build_image, parse_size  # noqa: E402
 
+from _hubshaped import HubShaped  # noqa: E402
 from _pull import pull  # noqa: E402
 from _stack import Stack, seed, stop_on_sigterm  # noqa: E402
-from _tls import make_server_cert  # noqa: E402
-from passthrough import REPOSITORY, TAG, _start_arms  # noqa: E402
+from passthrough import LAB_OPTIONS, PROXIED, REPOSITORY, TAG, _start_arms  # noqa: E402
 
 
 def summarize(collapsed: Path, top: int) -> str:
@@ -50,7 +50,7 @@ def summarize(collapsed: Path, top: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arm", default="hubchaos-nocdn")
+    parser.add_argument("--arm", default="passthrough", choices=(*PROXIED, "floor"))
     parser.add_argument("--size", default="256MB")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--pulls", type=int, default=3)
@@ -66,14 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     sets = tuple(x for item in args.proxy_sets for x in ("--set", item))
     try:
         image = build_image(REPOSITORY, TAG, parse_size(args.size), seed="bench-passthrough", layers=args.layers)
-        cert = make_server_cert(root / "tls")
         with Stack(root) as stack:
-            hub_url, storage = stack.hub(cert)
-            seed(hub_url, cert.ca_file, REPOSITORY, TAG, image)
+            shaped = HubShaped(stack, root)
+            lab_sets = tuple(x for item in LAB_OPTIONS.split() for x in ("--set", item))
+            upstream = _start_arms(shaped, [args.arm], sets, lab_sets=lab_sets)[0][args.arm]
+            seed(next(iter(shaped.hubs.values())), shaped.ca_file, REPOSITORY, TAG, image)
             del image
-            before = set(stack.processes)
-            upstream = _start_arms(stack, [args.arm], hub_url, storage, cert.ca_file, sets)[args.arm]
-            proxy = next(p for p in stack.processes if p not in before and p.name == args.arm)
+            proxy = next(p for p in stack.processes if p.name == args.arm)
             sampler = subprocess.Popen([py_spy, "record", "--format", "raw", "--rate", "250", "--nonblocking",
                                         "--pid", str(proxy.pid), "--output", str(args.out)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

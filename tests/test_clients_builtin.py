@@ -413,7 +413,7 @@ def test_a_manifest_that_never_comes_is_waited_for_until_the_budget_ends(hub):
     assert result.error_code == TIMEOUT
     assert 1.0 <= elapsed < 2.0
     assert result.message == (
-        f'pull alpine:3.19 did not finish within 1s (still waiting for an answer to HEAD '
+        f'pull alpine:3.19 did not finish within 1.0s (still waiting for an answer to HEAD '
         f'"{hub.base_url}/v2/library/alpine/manifests/3.19")'
     )
     assert [(a.endpoint, a.error_code) for a in result.attempts] == [("hub", TIMEOUT)]

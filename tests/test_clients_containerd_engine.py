@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from chaos.clients.containerd_engine import ContainerdEngine, _Account, hosts_toml
-from chaos.clients.engines import ENGINE_NAMES, make_engine
+from chaos.clients.engines import make_engine
+from chaos.vocab.names import ENGINES
 from chaos.errors import EnvironmentProblem
 from chaos.lab.dockerd import mounts_under
 from chaos.lab.layout import LabState
@@ -119,7 +120,7 @@ def test_a_request_still_waiting_is_what_a_timed_out_pull_names():
 
 
 def test_containerd_is_an_engine_make_engine_knows():
-    assert "containerd" in ENGINE_NAMES
+    assert "containerd" in ENGINES
 
 
 def test_ctr_missing_is_an_environment_problem_naming_the_package(tmp_path, monkeypatch):

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from chaos.clients.engines import ENGINE_NAMES, make_engine
+from chaos.clients.engines import make_engine
+from chaos.vocab.names import ENGINES
 from chaos.clients.pushing import push_with
 from chaos.errors import UsageError
 from chaos.lab.dockerd import mounts_under
@@ -182,7 +183,7 @@ def table(lab):
     state = lab.state
 
     def each(situation: str, ref, credentials=None, *, mirror_only: bool = False):
-        for engine in ENGINE_NAMES:
+        for engine in ENGINES:
             cells[engine, situation] = pull(lab, engine, ref, credentials, mirror_only=mirror_only)
 
     each("public pull", PUBLIC)
@@ -245,15 +246,15 @@ def table(lab):
 
 def print_table(cells) -> None:
     width = max(len(s.name) for s in SITUATIONS)
-    lines = [f"{'situation':<{width}}  " + "  ".join(f"{e:<22}" for e in ENGINE_NAMES)]
+    lines = [f"{'situation':<{width}}  " + "  ".join(f"{e:<22}" for e in ENGINES)]
     for situation in SITUATIONS:
-        lines.append(f"{situation.name:<{width}}  " + "  ".join(f"{str(cells[e, situation.name]):<22}" for e in ENGINE_NAMES))
+        lines.append(f"{situation.name:<{width}}  " + "  ".join(f"{str(cells[e, situation.name]):<22}" for e in ENGINES))
     lines.append("")
     lines.append("what the mirror answered (status error), per engine:")
     for situation in SITUATIONS:
         if situation.mirror is not None:
             answers = []
-            for engine in ENGINE_NAMES:
+            for engine in ENGINES:
                 mirror = cells[engine, situation.name].mirror
                 answers.append(f"{mirror.status} {mirror.error_code or ''}".strip() if mirror else "-")
             lines.append(f"{situation.name:<{width}}  " + "  ".join(f"{a:<22}" for a in answers))
@@ -261,7 +262,7 @@ def print_table(cells) -> None:
 
 
 @pytest.mark.parametrize("situation", SITUATIONS, ids=[s.name for s in SITUATIONS])
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_every_engine_meets_the_situation_the_same_way(table, engine, situation):
     cell = table[engine, situation.name]
     assert cell.ok == situation.ok, cell.message
@@ -275,7 +276,7 @@ MIRROR_ANSWERS = [s for s in SITUATIONS if s.mirror is not None]
 
 
 @pytest.mark.parametrize("situation", MIRROR_ANSWERS, ids=[s.name for s in MIRROR_ANSWERS])
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_every_engine_reports_what_the_mirror_itself_answered(table, engine, situation):
     mirror = table[engine, situation.name].mirror
     assert mirror is not None, table[engine, situation.name]
@@ -287,7 +288,7 @@ def test_every_engine_reports_what_the_mirror_itself_answered(table, engine, sit
 
 
 @pytest.mark.parametrize("situation", ["mirror only: cached", "outage: mirror only, uncached"])
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_pull_from_the_mirror_alone_never_reaches_hub(table, engine, situation):
     assert [a.endpoint for a in table[engine, situation].attempts] == ["mirror"]
 
@@ -296,7 +297,7 @@ FAILED_PULLS = [s.name for s in SITUATIONS if not s.ok and not s.name.startswith
 
 
 @pytest.mark.parametrize("situation", FAILED_PULLS)
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_failed_pull_says_why_on_the_attempt_that_failed_it(table, engine, situation):
     cell = table[engine, situation]
     assert cell.attempts and not cell.attempts[-1].ok
@@ -310,7 +311,7 @@ def test_a_failed_pull_says_why_on_the_attempt_that_failed_it(table, engine, sit
 @pytest.mark.parametrize("situation", ["public pull", "multi-arch pull", "private, logged in", "outage: cached pull",
                                        "mirror only: cached"])
 def test_every_engine_reports_the_same_platform_manifest_digest(table, situation):
-    digests = {engine: table[engine, situation].digest for engine in ENGINE_NAMES}
+    digests = {engine: table[engine, situation].digest for engine in ENGINES}
     assert len(set(digests.values())) == 1 and None not in digests.values(), digests
 
 
@@ -322,16 +323,16 @@ def test_a_docker_push_the_budget_cuts_short_reports_the_error_the_daemon_kept_r
 
 
 def test_the_cached_image_during_the_outage_is_the_one_pulled_before(table):
-    for engine in ENGINE_NAMES:
+    for engine in ENGINES:
         assert table[engine, "outage: cached pull"].digest == table[engine, "public pull"].digest
 
 
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_private_pull_logged_out_reads_like_docker_pull(table, engine):
     message = table[engine, "private, logged out"].message
     assert message.startswith("pull access denied for alice/private-app") and "may require 'docker login'" in message
 
 
-@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_an_uncached_pull_during_the_outage_names_hub(table, engine):
     assert "registry-1.docker.io" in table[engine, "outage: uncached pull"].message

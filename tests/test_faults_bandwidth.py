@@ -6,7 +6,7 @@ from chaos.faults.kinds.bandwidth import Bandwidth
 from chaos.faults.spec import FaultSpecError, parse_fault_spec
 
 
-@pytest.mark.parametrize("rate, expected", [(500, 500.0), (0.5, 0.5), (50_000, 50_000.0)])
+@pytest.mark.parametrize("rate, expected", [(500, 500.0), (1, 1.0), (2.5, 2.5), (50_000, 50_000.0)])
 def test_good_params(rate, expected):
     spec = parse_fault_spec({"name": "b", "kind": "bandwidth", "params": {"rate_kbps": rate}})
     assert spec.params.rate_kbps == expected
@@ -17,6 +17,9 @@ def test_good_params(rate, expected):
     [
         ({}, "params.rate_kbps"),
         ({"rate_kbps": 0}, "params.rate_kbps"),
+        ({"rate_kbps": 0.999}, "params.rate_kbps"),  # below the floor: 1000 bytes/s
+        ({"rate_kbps": 1e-300}, "params.rate_kbps"),
+        ({"rate_kbps": 10**400}, "params.rate_kbps"),
         ({"rate_kbps": -1}, "params.rate_kbps"),
         ({"rate_kbps": "1m"}, "params.rate_kbps"),
         ({"rate": 5}, "params.rate"),

@@ -47,3 +47,24 @@ def test_has_body(method, status, headers, expected):
 )
 def test_content_length_is_none_when_absent_or_malformed(headers, expected):
     assert content_length(response_flow(headers=headers)) == expected
+
+
+def test_cut_after_released_before_cutting_lets_the_rest_through_and_ends_nothing():
+    class Cut(CutAfter):
+        cuts = True
+
+    cut = Cut(5)
+    assert cut(b"abc") == b"abc" and cut.ends_response and not cut.acted
+    cut.release()
+    assert cut(b"defgh") + cut(b"ij") + cut(b"") == b"defghij"
+    assert not cut.ends_response and not cut.acted
+
+
+def test_cut_after_released_after_cutting_still_ends_the_response():
+    class Cut(CutAfter):
+        cuts = True
+
+    cut = Cut(2)
+    assert cut(b"abc") == b"ab" and cut.acted
+    cut.release()
+    assert cut(b"def") == b"" and cut.ends_response  # the body is broken already: end it

@@ -66,3 +66,15 @@ def test_without_content_length_the_first_byte_flips():
 def test_offsets_past_the_body_or_no_body_mean_the_fault_does_not_act():
     assert Corrupt(Corrupt.Params(at_byte=10)).body_filter(response_flow(10)) is None
     assert Corrupt(Corrupt.Params()).body_filter(response_flow(10, method="HEAD")) is None
+
+
+def test_released_it_flips_no_more_and_says_whether_it_had():
+    flips = FlipBytes(first=2, every=4)
+    assert not flips.acted
+    assert flips(b"\x00" * 4) == b"\x00\x00\xff\x00" and flips.acted
+    flips.release()
+    assert flips(b"\x00" * 8) == b"\x00" * 8
+    unflipped = FlipBytes(first=50, every=None)
+    unflipped(b"\x00" * 10)
+    unflipped.release()
+    assert not unflipped.acted and unflipped(b"\x00" * 100) == b"\x00" * 100

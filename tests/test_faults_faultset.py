@@ -106,3 +106,40 @@ def test_removing_a_fault_ends_its_lifetime():
     [active] = faults.matching("h", "GET", MANIFEST)
     faults.remove("hub-down")
     assert active.lifetime.ended
+
+
+def test_a_listener_hears_every_change_expiry_included():
+    clock = Clock()
+    heard = []
+    faults = FaultSet(clock=clock, listener=lambda change, spec: heard.append((change, spec.name)))
+    faults.add(spec(name="a", ttl_s=10))
+    faults.add(spec(name="b", ttl_s=100))
+    faults.add(spec(name="c", ttl_s=100))
+    faults.replace(spec(name="b", kind="reset", ttl_s=100))
+    faults.remove("c")
+    assert faults.next_expiry() == NOW + 10
+    clock.now = NOW + 10
+    faults.prune()
+    assert faults.clear() == 1
+    assert heard == [
+        ("added", "a"), ("added", "b"), ("added", "c"), ("replaced", "b"), ("removed", "c"),
+        ("expired", "a"), ("cleared", "b"),
+    ]  # fmt: skip
+    assert faults.next_expiry() is None
+
+
+def test_clear_counts_only_faults_still_active():
+    clock = Clock()
+    faults = FaultSet(clock=clock)
+    faults.add(spec(name="short", ttl_s=1))
+    faults.add(spec(name="long", ttl_s=10))
+    clock.now = NOW + 2
+    assert faults.clear() == 1
+
+
+def test_origins_take_part_in_matching_and_firing():
+    faults = FaultSet(clock=Clock())
+    faults.add(spec(name="mirror-only", match={"origins": ["mirror"]}))
+    assert faults.fire("registry-1.docker.io", "GET", MANIFEST, origin="client") == []
+    assert [a.spec.name for a in faults.fire("registry-1.docker.io", "GET", MANIFEST, origin="mirror")] == ["mirror-only"]
+    assert [s.counters.matched for s in faults.specs()] == [1]

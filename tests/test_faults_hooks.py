@@ -106,3 +106,36 @@ def test_body_filters_chain_in_fault_order_before_the_sink():
     chain.close()
     assert all(f.closed for _, f in filters)
     assert flow.metadata[APPLIED] == ["one", "two"]
+
+
+def test_a_fault_ending_mid_body_releases_its_filter_and_uncounts_it_when_it_had_not_acted():
+    # Counters say what reached the client: a truncate removed before its cut cut nothing.
+    async def scenario():
+        faults = FaultSet(clock=Clock())
+        faults.add(spec(name="cut", kind="truncate", params={"after_bytes": 10}, ttl_s=60))
+        faults.add(spec(name="rot", kind="corrupt", params={"at_byte": 0}, ttl_s=60))
+        flow = tflow.tflow(resp=True)
+        flow.response.headers["content-length"] = "30"
+        fired = faults.fire("h", "GET", MANIFEST)
+        chain = FilterChain(body_filters(fired, flow), lambda chunk: chunk, flow)
+        assert flow.metadata[APPLIED] == ["cut", "rot"]
+        assert chain(b"\x00" * 5) == b"\xff" + b"\x00" * 4
+        faults.remove("cut")
+        faults.remove("rot")
+        assert chain(b"\x00" * 25) == b"\x00" * 25  # neither cuts nor flips any more
+        assert not chain.ends_response
+        assert flow.metadata[APPLIED] == ["rot"]  # rot had flipped a byte; cut had done nothing
+        assert [a.applied for a in fired] == [0, 1]
+        chain.close()
+
+    asyncio.run(scenario())
+
+
+def test_faults_ended_since_they_fired_act_no_more():
+    faults = FaultSet(clock=Clock())
+    faults.add(spec(name="rst", kind="reset", ttl_s=60))
+    fired = faults.fire("h", "GET", MANIFEST)
+    faults.remove("rst")
+    flow = tflow.tflow(resp=True)
+    assert run_hook(fired, "on_response_headers", flow) == [] and flow.error is None
+    assert body_filters(fired, flow) == []

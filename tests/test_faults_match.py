@@ -65,3 +65,23 @@ def test_manifests_can_be_selected_by_tag_or_by_digest(endpoints, endpoint, expe
 )
 def test_match_by_client_address(clients, client, expected):
     assert Match(clients=clients).matches("h", "GET", MANIFEST, client) is expected
+
+
+@pytest.mark.parametrize(
+    "origins, origin, expected",
+    [
+        ((), "mirror", True),
+        (("mirror",), "mirror", True),
+        (("mirror",), "client", False),
+        (("mirror", "client"), "client", True),
+        (("client",), "unknown", False),
+        (("unknown",), "unknown", True),
+    ],
+)
+def test_origins_select_who_sent_the_request(origins, origin, expected):
+    assert Match(origins=origins).matches("registry-1.docker.io", "GET", MANIFEST, origin=origin) is expected
+
+
+def test_a_request_of_unknown_origin_is_unknown_by_default():
+    assert Match(origins=("unknown",)).matches("registry-1.docker.io", "GET", MANIFEST) is True
+    assert Match(origins=("mirror",)).matches("registry-1.docker.io", "GET", MANIFEST) is False

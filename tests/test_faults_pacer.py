@@ -103,3 +103,18 @@ def test_a_paced_transport_reads_at_most_a_twentieth_of_a_second_and_is_restored
             theirs.close()
 
     asyncio.run(scenario())
+
+
+def test_released_pacer_resumes_at_once_and_paces_no_more():
+    # The fault ended: a throttle must not outlive it (issue 9).
+    async def scenario():
+        transport = FakeTransport()
+        pacer = ReadPacer(transport, rate_bytes_per_s=1000)
+        pacer(b"x" * 100_000)  # 100 s of debt
+        assert not transport.reading
+        pacer.release()
+        assert transport.reading
+        pacer(b"x" * 100_000)
+        assert transport.reading and transport.pauses == 1
+
+    asyncio.run(scenario())

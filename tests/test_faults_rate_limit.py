@@ -6,6 +6,7 @@ from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
 from chaos.faults.faultset import FaultSet
+from chaos.faults.flowdata import ORIGIN
 from chaos.faults.spec import FaultSpecError, parse_fault_spec
 from chaos.faults.kinds.rate_limit import RateLimit, token_subject
 from chaos.faults.registry import kinds
@@ -41,17 +42,19 @@ def limiter(clock=None, **params):
     return RateLimit(spec.params, clock=clock or Clock())
 
 
-def request(kind, method="GET", url=MANIFEST, token=None, client="10.0.0.7"):
+def request(kind, method="GET", url=MANIFEST, token=None, client="10.0.0.7", origin=None):
     """Run one request through the fault's hooks; an upstream answers `upstream_status`."""
     headers = {"Authorization": token} if token else {}
     f = tflow.tflow(req=http.Request.make(method, url, headers=headers))
     f.client_conn.peername = (client, 40000)
+    if origin is not None:
+        f.metadata[ORIGIN] = origin  # what the addon knows from the listener
     kind.on_request(f)
     return f
 
 
-def through(kind, method="GET", url=MANIFEST, token=None, client="10.0.0.7", upstream_status=200):
-    f = request(kind, method, url, token, client)
+def through(kind, method="GET", url=MANIFEST, token=None, client="10.0.0.7", upstream_status=200, origin=None):
+    f = request(kind, method, url, token, client, origin)
     if f.response is None:
         f.response = http.Response.make(upstream_status, b"{}")
     kind.on_response_headers(f)
@@ -178,6 +181,24 @@ def test_auto_identity_is_the_tokens_user_else_the_client_address():
     assert through(kind, client="10.0.0.2").status_code == 429
 
 
+def test_auto_identity_without_a_user_is_the_origin_when_the_proxy_knows_it():
+    # Every lab component comes from 127.0.0.1: the origin stands for its machine.
+    kind = limiter(limit=1)
+    mirror = through(kind, client="127.0.0.1", origin="mirror")
+    assert (mirror.status_code, mirror.headers["docker-ratelimit-source"]) == (200, "mirror")
+    assert through(kind, client="127.0.0.1", origin="mirror").status_code == 429
+    assert through(kind, client="127.0.0.1", origin="client").status_code == 200  # a budget of its own
+    assert through(kind, client="127.0.0.1", origin="unknown").status_code == 200  # by address
+    assert through(kind, client="127.0.0.1").status_code == 429
+    assert through(kind, token=bearer("alice"), client="127.0.0.1", origin="mirror").status_code == 200
+
+
+def test_client_identity_ignores_the_token_and_the_origin():
+    kind = limiter(limit=1, identity="client")
+    assert through(kind, client="127.0.0.1", origin="mirror").status_code == 200
+    assert through(kind, client="127.0.0.1", origin="client").status_code == 429
+
+
 def test_client_identity_ignores_the_token():
     kind = limiter(limit=1, identity="client")
     assert through(kind, token=bearer("alice"), client="10.0.0.1").headers["docker-ratelimit-source"] == "10.0.0.1"
@@ -186,7 +207,7 @@ def test_client_identity_ignores_the_token():
 
 def test_user_identity_puts_every_anonymous_pull_in_one_budget():
     kind = limiter(limit=1, identity="user")
-    first = through(kind, client="10.0.0.1")
+    first = through(kind, client="10.0.0.1", origin="mirror")
     assert first.headers["docker-ratelimit-source"] == "anonymous"
     assert through(kind, token=bearer(""), client="10.0.0.2").status_code == 429
     assert through(kind, token=bearer("alice"), client="10.0.0.2").status_code == 200

@@ -56,9 +56,19 @@ def test_after_bytes_lets_that_much_body_through_then_kills():
     assert flow.error.msg == "Connection killed."
 
 
-def test_a_response_without_body_is_reset_at_once_even_with_after_bytes():
-    flow = blob_flow(method="HEAD")
+@pytest.mark.parametrize("method, body", [("HEAD", b"x" * 100), ("GET", b"")])
+def test_with_after_bytes_a_response_without_body_is_left_alone(method, body):
+    # Like every body kind (docs/faults.md): after_bytes counts body bytes.
+    flow = blob_flow(body=body, method=method)
     kind = Reset(Reset.Params(after_bytes=10))
-    assert kind.body_filter(flow) is None
     with taddons.context():
-        assert kind.on_response_headers(flow) is True
+        assert kind.on_response_headers(flow) is False
+        assert kind.body_filter(flow) is None
+    assert flow.error is None
+
+
+def test_without_after_bytes_a_head_is_reset_too():
+    flow = blob_flow(method="HEAD")
+    with taddons.context():
+        assert Reset(Reset.Params()).on_response_headers(flow) is True
+    assert flow.error is not None

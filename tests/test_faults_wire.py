@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from chaos.faults.triggers import Trigger, TriggerState
+from chaos.proxy.cdn_urls import blob_path
 from tests.test_proxy_mitmdump import Mitmdump
 
 pytestmark = pytest.mark.lab
@@ -33,7 +34,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        body = BLOB if self.path == BLOB_PATH else b'{"ok": true}'
+        # The registry's blob path, and the CDN's (where CdnRedirect sends clients).
+        is_blob = self.path == BLOB_PATH or self.path.split("?")[0] == blob_path(BLOB_DIGEST)
+        body = BLOB if is_blob else b'{"ok": true}'
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -54,16 +57,21 @@ class Upstream(http.server.ThreadingHTTPServer):
 
 
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory):
+def upstream():
     server = Upstream()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        with Mitmdump(tmp_path_factory.mktemp("wire"), server.server_port) as running:
-            yield running
+        yield server
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory, upstream):
+    with Mitmdump(tmp_path_factory.mktemp("wire"), upstream.server_port) as running:
+        yield running
 
 
 @pytest.fixture
@@ -268,3 +276,94 @@ def test_expiry_releases_a_blackholed_request(clean):
     with pytest.raises(requests.ConnectionError):
         plain_session(clean).get(PLAIN + MANIFEST_PATH, timeout=20)
     assert 1.0 <= time.monotonic() - started < 10
+
+
+def test_removing_a_bandwidth_fault_lets_a_throttled_download_finish_at_full_speed(clean):
+    # At 1 kB/s the 2 MB blob would take over half an hour: the throttle must not outlive the fault.
+    clean.control.add({"name": "slow", "kind": "bandwidth", "params": {"rate_kbps": 1}, "match": {"endpoints": ["blob"]}})
+    slow, result = in_thread(lambda: clean.session().get(REGISTRY + BLOB_PATH, timeout=60).content)
+    time.sleep(1.5)
+    assert slow.is_alive(), "the throttled blob finished: not throttled"
+    removed_at = time.monotonic()
+    clean.control.remove("slow")
+    slow.join(timeout=30)
+    assert result.get("value") == BLOB, result
+    assert result["done_at"] - removed_at < 5
+    assert clean.control.health()["in_flight"] == 0
+
+
+def test_an_expired_bandwidth_fault_lets_go_without_any_call(clean):
+    clean.control.add({"name": "slow", "kind": "bandwidth", "params": {"rate_kbps": 1}, "ttl_s": 2})
+    started = time.monotonic()
+    body = clean.session().get(REGISTRY + BLOB_PATH, timeout=60).content
+    assert body == BLOB
+    assert time.monotonic() - started < 10  # expiry at 2 s, then full speed
+    assert clean.control.list() == []
+
+
+def wait_until_quiet(proxy, deadline_s=10):
+    """Until no request is in flight: every event a client caused is in the tap."""
+    deadline = time.monotonic() + deadline_s
+    while proxy.control.health()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proxy.control.health()["in_flight"] == 0
+
+
+@pytest.fixture(scope="module")
+def cdn_proxy(tmp_path_factory, upstream):
+    workdir = tmp_path_factory.mktemp("wire-cdn")
+    secret = workdir / "cdn-secret"
+    secret.write_text("0123456789abcdef0123456789abcdef\n")
+    extra = ("--set", f"hub_cdn_secret_file={secret}")
+    with Mitmdump(workdir, upstream.server_port, extra=extra) as running:
+        running.control.reset()
+        yield running
+        running.control.reset()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "corrupt"},
+        {"kind": "truncate", "params": {"after_bytes": 10}},
+        {"kind": "stall", "params": {"after_bytes": 10, "stall_ms": 200}},
+        {"kind": "bandwidth", "params": {"rate_kbps": 500}},
+    ],
+)
+def test_body_faults_on_blobs_act_on_the_cdn_download_and_count_only_it(cdn_proxy, spec):
+    # The registry's answer is a clean, empty 307: nothing of it to corrupt or count (issue 10).
+    cdn_proxy.control.reset()
+    cursor = cdn_proxy.control.health()["last_event"]
+    cdn_proxy.control.add({"name": "f", **spec, "match": {"endpoints": ["blob"]}})
+    session = cdn_proxy.session()
+    redirect = session.get(REGISTRY + BLOB_PATH, timeout=10, allow_redirects=False)
+    assert (redirect.status_code, redirect.content) == (307, b"")
+    [fault] = cdn_proxy.control.list()
+    assert fault["counters"] == {"matched": 1, "fired": 1, "applied": 0}
+    response = session.get(redirect.headers["Location"], timeout=30, stream=True)
+    received, _ = read_until_broken(response)
+    if spec["kind"] == "bandwidth":
+        assert received == BLOB
+    else:
+        assert received != BLOB
+    [fault] = cdn_proxy.control.list()
+    assert fault["counters"] == {"matched": 2, "fired": 2, "applied": 1}
+    wait_until_quiet(cdn_proxy)
+    events = cdn_proxy.control.events(after=cursor).events
+    cut = spec["kind"] in ("truncate", "stall")  # the connection is closed under the client: no status
+    assert [(e["role"], e["status"], e["fault"]) for e in events] == [
+        ("registry", 307, None),
+        ("cdn", None if cut else 200, "f"),
+    ]
+    cdn_proxy.control.reset()
+
+
+def test_a_resumed_download_is_redirected_to_the_cdn_and_keeps_its_range(cdn_proxy):
+    cdn_proxy.control.reset()
+    cursor = cdn_proxy.control.health()["last_event"]
+    session = cdn_proxy.session()
+    redirect = session.get(REGISTRY + BLOB_PATH, headers={"Range": "bytes=100-"}, timeout=10, allow_redirects=False)
+    assert redirect.status_code == 307 and "cloudflare.docker.com" in redirect.headers["Location"]
+    wait_until_quiet(cdn_proxy)  # this upstream ignores the probe's Range: its whole blob is swallowed first
+    [event] = cdn_proxy.control.events(after=cursor).events
+    assert (event["kind"], event["status"], event["bytes"]) == ("blob", 307, 0)

@@ -82,12 +82,23 @@ def test_proxy_launcher_runs_the_addon_with_the_lab_tuning_and_routes(tmp_path):
         "--set", "stream_large_bodies=256k",
         "--set", "http2=false",
         "-s", str(addon_path()),
+        "--set", "hub_http2_roles=registry,auth",
         "--set", "hub_routes=registry=http://127.0.0.1:1,auth=http://127.0.0.1:2,cdn=http://127.0.0.1:3",
         "--set", f"hub_cdn_secret_file={tmp_path / 'cdn-secret'}",
         "--set", "hub_control=127.0.0.1:5401",
     )  # fmt: skip
     assert set(launch.env) <= set(INHERITED_ENV)
     assert lab_proxy.ca_file(tmp_path / "proxy") == tmp_path / "proxy" / "mitmproxy-ca-cert.pem"
+
+
+def test_proxy_launcher_relays_tunnels_unopened_only_to_upstreams_of_its_own_ca(tmp_path):
+    own = lab_proxy_launch(tmp_path, upstream_ca=tmp_path / "proxy" / "mitmproxy-ca-cert.pem")
+    at = own.argv.index(f"ssl_verify_upstream_trusted_ca={tmp_path / 'proxy' / 'mitmproxy-ca-cert.pem'}")
+    assert own.argv[at - 1:at + 3] == ("--set", own.argv[at], "--set", "hub_passthrough=true")
+    # Another CA's upstreams: clients trusting this proxy would not trust them, so intercept.
+    other = lab_proxy_launch(tmp_path, upstream_ca=tmp_path / "lab-ca.pem")
+    assert f"ssl_verify_upstream_trusted_ca={tmp_path / 'lab-ca.pem'}" in other.argv
+    assert "hub_passthrough=true" not in other.argv
 
 
 def test_proxy_launcher_without_a_cdn_secret_sets_none(tmp_path):
@@ -241,17 +252,37 @@ def blob_traffic(events, repository):
     return redirects, downloads
 
 
-def every_redirect_followed(repository):
+def relayed(events):
+    """CDN tunnels the proxy relayed unopened (no fault could match them): bytes and times, no paths."""
+    return [e for e in events if e["role"] == "cdn" and e["tunnel"] is not None]
+
+
+def every_redirect_followed(lab, repository, intercepted):
     def settled(events):
         redirects, downloads = blob_traffic(events, repository)
-        return bool(redirects) and {e["reference"] for e in redirects} == {e["reference"] for e in downloads}
+        if not redirects:
+            return False
+        wanted = {e["reference"] for e in redirects}
+        if intercepted:
+            return wanted == {e["reference"] for e in downloads}
+        # Relayed: the tunnels carried at least every redirected blob (and TLS around them).
+        return sum(e["bytes"] for e in relayed(events)) >= sum(blob_file(lab, d).stat().st_size for d in wanted)
 
     return settled
 
 
-def assert_blobs_came_from_the_cdn(lab, events, repository):
+def assert_blobs_came_from_the_cdn(lab, events, repository, intercepted):
     redirects, downloads = blob_traffic(events, repository)
     assert redirects and all(e["status"] == 307 and e["bytes"] == 0 for e in redirects)
+    if not intercepted:
+        # No fault could match the CDN: its tunnels went through unopened, one event per
+        # exchange, counted as blob bytes from upstream (what from_cache looks at).
+        tunnels = relayed(events)
+        assert tunnels and not downloads
+        assert all((e["method"], e["status"], e["host"], e["fault"]) == ("CONNECT", 200, CDN_HOST, None) for e in tunnels)
+        wanted = {e["reference"] for e in redirects}
+        assert sum(e["bytes"] for e in tunnels) >= sum(blob_file(lab, digest).stat().st_size for digest in wanted)
+        return
     assert downloads and all(e["status"] == 200 and e["host"] == CDN_HOST for e in downloads)
     for event in downloads:
         # Every byte of the blob, and the digest it is stored under is theirs.
@@ -260,24 +291,35 @@ def assert_blobs_came_from_the_cdn(lab, events, repository):
         assert "sha256:" + hashlib.sha256(data).hexdigest() == event["reference"]
 
 
+@pytest.fixture(params=["relayed", "intercepted"])
+def cdn_mode(request, tap):
+    """Without a fault the CDN's tunnels are relayed unopened; a fault that could
+    match the CDN (here one that only adds a millisecond) makes the proxy open them."""
+    if request.param == "intercepted":
+        tap.control.add({"name": "cdn-watched", "kind": "latency", "params": {"delay_ms": 1}, "match": {"roles": ["cdn"]}})
+    yield request.param == "intercepted"
+    tap.control.reset()
+
+
 @pytest.mark.lab
-def test_direct_pull_from_hub_gets_its_blobs_from_the_cdn(lab, tap):
+def test_direct_pull_from_hub_gets_its_blobs_from_the_cdn(lab, tap, cdn_mode):
     result = direct_client(lab).pull(PUBLIC)
     assert result.ok, result.message
     assert result.served_by == "hub"  # the client verified every blob's digest
-    events = tap.events_once(every_redirect_followed(PUBLIC.repository))
-    assert_blobs_came_from_the_cdn(lab, events, PUBLIC.repository)
+    events = tap.events_once(every_redirect_followed(lab, PUBLIC.repository, cdn_mode))
+    assert_blobs_came_from_the_cdn(lab, events, PUBLIC.repository, cdn_mode)
 
 
 @pytest.mark.lab
-def test_pull_through_the_mirror_gets_its_blobs_from_the_cdn(lab, tap):
+def test_pull_through_the_mirror_gets_its_blobs_from_the_cdn(lab, tap, cdn_mode):
     client = BuiltinClient(mirror_url=lab.state.mirror_url, proxy_url=lab.state.proxy_url, ca_file=lab.state.ca_file, timeout=TIMEOUT_S)
-    result = client.pull(PUBLIC)
+    repository = PUBLIC if not cdn_mode else UNCACHED  # each case a cold pull of its own
+    result = client.pull(repository)
     assert result.ok, result.message
     assert result.served_by == "mirror"
-    events = tap.events_once(every_redirect_followed(PUBLIC.repository))
+    events = tap.events_once(every_redirect_followed(lab, repository.repository, cdn_mode))
     # The mirror (distribution, in Go) followed the redirects itself, through the proxy.
-    assert_blobs_came_from_the_cdn(lab, events, PUBLIC.repository)
+    assert_blobs_came_from_the_cdn(lab, events, repository.repository, cdn_mode)
 
 
 @pytest.mark.lab

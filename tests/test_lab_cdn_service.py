@@ -3,6 +3,8 @@ import http.client
 import io
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -289,3 +291,38 @@ def test_program_with_a_bad_secret_file_exits_2(tmp_path):
     )
     assert result.returncode == 2
     assert "cannot read CDN secret file" in result.stderr
+
+
+def test_with_a_certificate_it_serves_tls_for_the_cdn_host_http1_only(tmp_path):
+    from chaos.lab.cdn_service import server_tls
+    from chaos.proxy.upstream_tls import issue_server_cert
+
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    store(storage, BLOB)
+    cert = issue_server_cert(tmp_path / "proxy-conf", tmp_path / "tls", ("production.cloudflare.docker.com", "127.0.0.1"))
+    log = io.StringIO()
+    server = make_server(storage, SECRET, log=log, tls=server_tls(cert.cert_file, cert.key_file))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        running = Running(server, log)
+        running.origin = f"https://127.0.0.1:{server.port}"
+        running.http.verify = str(cert.ca_file)  # the proxy's CA: what the lab's clients trust
+        response = running.get(running.url())
+        assert (response.status_code, response.content) == (200, BLOB)
+        context = ssl.create_default_context(cafile=str(cert.ca_file))
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S) as raw:
+            with context.wrap_socket(raw, server_hostname="production.cloudflare.docker.com") as tls:
+                assert tls.selected_alpn_protocol() == "http/1.1"
+        # A client that leaves mid-handshake costs one log line, not a traceback.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S) as raw:
+            raw.sendall(b"\x16\x03\x01\x00\x05hello")
+        running.log_lines(2)
+        assert "failed" in log.getvalue().splitlines()[-1]
+        running.http.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(TIMEOUT_S)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,11 @@ def test_a_users_mirror_pulls_through_the_lab_with_the_printed_settings(tmp_path
             client = BuiltinClient(mirror_url=launch.url, proxy_url=lab.state.proxy_url, ca_file=lab.state.ca_file,
                                    timeout=10)
             assert client.pull(ALPINE).served_by == "mirror"
+            # A relayed CDN tunnel's event comes once the CDN has been quiet a moment:
+            # wait, as a run does, until nothing is in flight.
+            deadline = time.monotonic() + 10
+            while control.health()["in_flight"] and time.monotonic() < deadline:
+                time.sleep(0.05)
             events = control.events(after=start).events
             assert {e["origin"] for e in events} == {"mirror"}
             assert any(e["role"] == "cdn" for e in events)  # blob GETs redirected to the CDN, as Hub's are
@@ -77,7 +83,7 @@ def test_a_users_mirror_pulls_through_the_lab_with_the_printed_settings(tmp_path
         proxy_launch = fault_proxy(
             mitmdump=mitmdump_binary(), port=port, control_port=control_port, confdir=tmp_path / "their-proxy",
             routes=routes, cdn_secret_file=Path(settings.cdn_secret_file), log_path=tmp_path / "their-proxy.log",
-            name="their-proxy",
+            name="their-proxy", upstream_ca=Path(settings.upstream_ca_file),
         )  # fmt: skip
         with proxy_launch.process() as proxy:
             proxy.start()

@@ -1,11 +1,15 @@
 import asyncio
 import json
+import logging
 
 import pytest
 from mitmproxy import exceptions, http
+from mitmproxy.log import ALERT
 from mitmproxy.test import taddons, tflow
 
+from chaos.errors import quoted
 from chaos.proxy.addon import HubChaos, load_fault_specs
+from chaos.proxy.reporting import HubOptionsError
 
 REGISTRY_URL = "https://registry-1.docker.io"
 ROUTES = "registry=http://127.0.0.1:5001,auth=http://127.0.0.1:5002"
@@ -36,8 +40,11 @@ def add_fault(addon, **spec):
 
 
 def finish(addon, flow, status=200, body=b"", chunks=()):
-    """Drive the response half of a flow the way mitmproxy does."""
+    """Drive the response half of a flow the way mitmproxy does (with chunks:
+    a streamed body of unknown length)."""
     flow.response = http.Response.make(status, body)
+    if chunks:
+        del flow.response.headers["content-length"]
     addon.responseheaders(flow)
     if flow.error:
         addon.error(flow)
@@ -59,6 +66,10 @@ def finish(addon, flow, status=200, body=b"", chunks=()):
         ("hub_faults", '[{"name": "down", "kind": "refuse"}]'),
         ("hub_faults", "- name: down\n  kind: reset\n"),
         ("hub_tap_capacity", 1),
+        ("hub_origins", ""),
+        ("hub_origins", "client=8080"),  # the default listener
+        ("hub_allow_any_host", True),
+        ("hub_allow_hosts", "*.r2.example.com,mirror.local"),
     ],
 )
 def test_good_option_values_are_accepted(option, value):
@@ -82,6 +93,14 @@ def test_good_option_values_are_accepted(option, value):
         ("hub_faults", "[unclosed", "not JSON/YAML"),
         ("hub_faults", "/nonexistent/faults.yaml", "not a readable file"),
         ("hub_tap_capacity", 0, "at least 1"),
+        ("hub_control", "0.0.0.0:5380", "set hub_control_token_file"),
+        ("hub_control_token_file", "/nonexistent/token", "cannot read it"),
+        ("hub_origins", "seeder=8080", "unknown origin 'seeder'"),
+        ("hub_origins", "mirror=8081", "port 8081 of mirror is not a listener of this proxy (listening on: 8080"),
+        ("hub_origins", "mirror", "is not ORIGIN=PORT"),
+        ("hub_allow_hosts", "example.com:443", "bad host glob"),
+        ("hub_faults", '[{"name": "a", "kind": "refuse", "ttl_s": 1' + "0" * 400 + '}]', "ttl_s: must be at most"),
+        ("hub_faults", "[" * 10_000 + "]" * 10_000, "not a fault list"),
     ],
 )
 def test_bad_option_values_raise_options_error_quoting_the_value(option, value, problem):
@@ -89,8 +108,11 @@ def test_bad_option_values_raise_options_error_quoting_the_value(option, value, 
     with taddons.context(hub) as tctx:
         with pytest.raises(exceptions.OptionsError) as caught:
             tctx.configure(hub, **{option: value})
-    assert repr(value) in str(caught.value)
+    assert quoted(value, 200) in str(caught.value)
     assert problem in str(caught.value)
+    error = caught.value  # one message, no chained traceback (mitmdump prints it in one line)
+    assert isinstance(error, HubOptionsError)
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
 
 
 def test_hub_faults_reads_a_file(tmp_path):
@@ -228,8 +250,20 @@ def test_without_faults_the_stream_is_the_bare_byte_counter(addon):
     flow = request_flow("/v2/library/a/blobs/sha256:" + "a" * 64)
     assert addon.requestheaders(flow) is None
     flow.response = http.Response.make(200, b"")
+    flow.response.headers["Content-Length"] = str(10 * 1024 * 1024)  # a blob, on its way
     addon.responseheaders(flow)
     assert type(flow.response.stream).__name__ == "ByteCounter"
+
+
+def test_a_small_answer_without_body_faults_is_read_whole_and_counted(addon):
+    flow = request_flow("/v2/library/a/manifests/1")
+    addon.requestheaders(flow)
+    flow.response = http.Response.make(200, b"{}" * 100)
+    addon.responseheaders(flow)
+    assert not flow.response.stream  # mitmproxy reads it whole: no per-chunk call
+    addon.response(flow)
+    [event] = addon.tap.since(0).events
+    assert (event["status"], event["bytes"]) == (200, 200)
 
 
 def test_trigger_first_acts_on_the_first_matching_requests_only(addon):
@@ -300,3 +334,130 @@ def test_requests_are_in_flight_until_recorded():
         addon.response(flow)
         assert addon.in_flight == set()
         assert addon.tap.last_id == 1
+
+
+TOKEN = "a-token-of-32-characters-0123456"
+
+
+def test_a_token_file_lets_the_control_api_serve_beyond_loopback(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    hub = HubChaos()
+    with taddons.context(hub) as tctx:
+        tctx.configure(hub, hub_control="0.0.0.0:5380", hub_control_token_file=str(token_file))
+        assert hub.control_token == TOKEN.encode()
+        # Dropping the token while the address is not loopback would open the API: refused.
+        with pytest.raises(exceptions.OptionsError, match="set hub_control_token_file"):
+            tctx.configure(hub, hub_control_token_file="")
+        assert hub.control_token == TOKEN.encode()
+
+
+def test_a_short_token_file_is_refused_without_showing_the_token(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("tiny-secret")
+    hub = HubChaos()
+    with taddons.context(hub) as tctx, pytest.raises(exceptions.OptionsError) as caught:
+        tctx.configure(hub, hub_control_token_file=str(token_file))
+    assert "at least 16" in str(caught.value) and "tiny-secret" not in str(caught.value)
+
+
+def test_events_carry_the_origin_of_their_listener_and_their_end_time():
+    hub = HubChaos()
+    with taddons.context(hub) as tctx:
+        tctx.configure(hub, mode=["regular@8081", "regular@8082"], hub_origins="mirror=8081,client=8082")
+        for port in (8081, 8082, 8083):
+            flow = request_flow()
+            flow.client_conn.sockname = ("127.0.0.1", port)
+            hub.requestheaders(flow)
+            finish(hub, flow)
+    events = hub.tap.since(0).events
+    assert [e["origin"] for e in events] == ["mirror", "client", "unknown"]
+    for event in events:
+        assert event["ts"] <= event["ts_end"]
+        assert event["latency_ms"] == pytest.approx((event["ts_end"] - event["ts"]) * 1000, abs=0.01)
+
+
+def test_faults_can_target_one_origin():
+    hub = HubChaos()
+    with taddons.context(hub) as tctx:
+        tctx.configure(hub, mode=["regular@8081", "regular@8082"], hub_origins="mirror=8081,client=8082",
+                       hub_faults=json.dumps([{"name": "m", "kind": "refuse", "match": {"origins": ["mirror"]}}]))  # fmt: skip
+        mirror, client = request_flow(), request_flow()
+        mirror.client_conn.sockname = ("127.0.0.1", 8081)
+        client.client_conn.sockname = ("127.0.0.1", 8082)
+        hub.requestheaders(mirror)
+        hub.requestheaders(client)
+    assert mirror.error is not None and client.error is None
+
+
+@pytest.mark.parametrize("connect", [True, False])
+def test_hosts_other_than_hubs_get_403_and_no_event(addon, connect, caplog):
+    caplog.set_level(logging.WARNING, logger="chaos.proxy.addon")
+    for _ in range(2):
+        flow = connect_flow("example.com") if connect else request_flow("/", base="http://example.com")
+        (addon.http_connect if connect else addon.requestheaders)(flow)
+        assert flow.response.status_code == 403
+        assert b"example.com is not a Docker Hub host" in flow.response.content
+        assert flow.request.port in (443, 80)  # never routed
+    assert addon.tap.since(0).events == [] and addon.in_flight == set()
+    [line] = [r.getMessage() for r in caplog.records]  # once per host
+    assert line.startswith(f"hub-chaos: refused {'CONNECT' if connect else 'GET'} for 'example.com' from 127.0.0.1")
+    assert "hub_chaos_refused_host_requests_total 2.0" in addon.metrics.render(None)[0].decode()
+
+
+def test_allowed_hosts_and_any_host_pass(addon):
+    addon.tctx.configure(addon, hub_allow_hosts="*.example.com")
+    flow = connect_flow("blobs.example.com")
+    addon.http_connect(flow)
+    assert flow.response is None
+    addon.tctx.configure(addon, hub_allow_hosts="", hub_allow_any_host=True)
+    flow = request_flow("/", base="http://example.com")
+    addon.requestheaders(flow)
+    assert flow.response is None and addon.tap.since(0).events == []
+
+
+def test_faults_switched_on_and_off_are_logged(addon, caplog):
+    caplog.set_level(ALERT, logger="chaos.proxy.addon")
+    add_fault(addon, name="down", kind="refuse", match={"roles": ["auth"]})
+    addon.faults.remove("down")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == ALERT]
+    assert lines[0].startswith("hub-chaos: fault on: down (refuse) match roles=auth, expires in ")
+    assert lines[1] == "hub-chaos: fault off (removed): down (refuse)"
+
+
+def test_a_body_fault_removed_before_it_acted_lets_the_body_through_and_is_not_counted(addon):
+    add_fault(addon, name="cut", kind="truncate", params={"after_bytes": 10})
+    flow = request_flow("/v2/library/a/blobs/sha256:" + "a" * 64)
+    addon.requestheaders(flow)
+    flow.response = http.Response.make(200, b"")
+    flow.response.headers["Content-Length"] = "30"
+    addon.responseheaders(flow)
+    sent = flow.response.stream(b"x" * 5)
+    addon.faults.remove("cut")
+    sent += flow.response.stream(b"y" * 25) + flow.response.stream(b"")
+    assert sent == b"x" * 5 + b"y" * 25
+    assert addon.response(flow) is None  # nothing left to cut: recorded at once
+    [event] = addon.tap.since(0).events
+    assert (event["status"], event["bytes"], event["fault"]) == (200, 30, None)
+
+
+def test_another_addons_stream_runs_before_the_counter(addon):
+    flow = request_flow("/v2/library/a/blobs/sha256:" + "a" * 64)
+    addon.requestheaders(flow)
+    flow.response = http.Response.make(307, b"")
+    flow.response.stream = lambda chunk: b""  # CdnRedirect swallowing its probe's byte
+    addon.responseheaders(flow)
+    assert flow.response.stream(b"\x1f") == b""
+    addon.response(flow)
+    assert addon.tap.since(0).events[0]["bytes"] == 0
+
+
+def test_metrics_count_what_the_tap_records(addon):
+    add_fault(addon, name="rst", kind="reset")
+    flow = request_flow("/v2/library/a/manifests/1")
+    addon.requestheaders(flow)
+    finish(addon, flow)
+    text = addon.metrics.render(None)[0].decode()
+    labels = 'fault="rst",fault_kind="reset",kind="manifest",origin="unknown",role="registry"'
+    assert f"hub_chaos_faults_fired_total{{{labels}}} 1.0" in text
+    assert f"hub_chaos_faults_applied_total{{{labels}}} 1.0" in text

@@ -1,4 +1,5 @@
 import contextlib
+import json
 import importlib.util
 import time
 from pathlib import Path
@@ -31,13 +32,13 @@ def secret_file(tmp_path):
 
 @contextlib.contextmanager
 def configured(routes=ROUTES, **cdn_options):
-    """HubChaos and CdnRedirect in the order addons/hub_chaos.py lists them."""
-    hub, cdn = HubChaos(), CdnRedirect()
-    with taddons.context(hub, cdn) as tctx:
+    """CdnRedirect and HubChaos in the order addons/hub_chaos.py lists them."""
+    cdn, hub = CdnRedirect(), HubChaos()
+    with taddons.context(cdn, hub) as tctx:
         tctx.configure(hub, hub_routes=routes, hub_control="")
         tctx.configure(cdn, **cdn_options)
         hub.tctx = tctx
-        yield [hub, cdn]
+        yield [cdn, hub]
 
 
 @pytest.fixture
@@ -55,15 +56,26 @@ def upstream_answer(status, body=b"", headers=()):
     return http.Response.make(status, body, dict(headers))
 
 
+def hook(addons, name, flow):
+    """Call hook `name` of every addon that has it, in list order, as mitmproxy does."""
+    for addon in addons:
+        if hasattr(addon, name):
+            getattr(addon, name)(flow)
+
+
+def send_upstream(addons, flow):
+    """The request half: requestheaders, then request, of every addon in list order."""
+    hook(addons, "requestheaders", flow)
+    hook(addons, "request", flow)
+
+
 def exchange(addons, flow, upstream, chunks=()):
     """Drive every addon's hooks in list order, the way mitmproxy does, with
     `upstream` as the server's answer; returns the body bytes the client gets."""
-    for addon in addons:
-        addon.requestheaders(flow)
+    send_upstream(addons, flow)
     if flow.response is None and flow.error is None:
         flow.response = upstream
-    for addon in addons:
-        addon.responseheaders(flow)
+    hook(addons, "responseheaders", flow)
     sent = b""
     if flow.response.stream:
         for chunk in (*chunks, b""):
@@ -83,8 +95,7 @@ def probe_answer():
 
 def test_blob_get_goes_upstream_as_a_get_with_a_one_byte_range(proxy):
     flow = request_flow()
-    for addon in proxy:
-        addon.requestheaders(flow)
+    send_upstream(proxy, flow)
     assert flow.request.method == "GET"
     assert flow.request.headers["Range"] == PROBE_RANGE
     assert flow.metadata[PROBE] == DIGEST
@@ -111,7 +122,7 @@ def test_readable_blob_is_answered_307_to_a_signed_cdn_url(proxy):
 
 
 def test_tap_records_the_registry_blob_get_as_the_client_saw_it(proxy):
-    hub = proxy[0]
+    hub = proxy[1]
     exchange(proxy, request_flow(), probe_answer(), chunks=[b"\x1f"])
     (event,) = hub.tap.since(0).events
     assert (event["role"], event["kind"], event["method"], event["status"], event["bytes"]) == (
@@ -150,7 +161,6 @@ def test_registry_ignoring_the_range_still_redirects_and_sends_no_body(proxy):
     "method, path, headers",
     [
         ("HEAD", BLOB, {}),  # a HEAD stays with the registry (no body to move)
-        ("GET", BLOB, {"Range": "bytes=100-"}),  # a resumed download stays as it is
         ("GET", "/v2/library/alpine/manifests/3.19", {}),
         ("GET", "/v2/library/alpine/blobs/sha512:" + "ab" * 64, {}),  # no CDN path for it
         ("GET", "/v2/library/alpine/blobs/uploads/", {}),
@@ -176,7 +186,7 @@ def test_cdn_and_auth_hosts_are_left_alone(proxy):
 
 
 def test_flow_hub_chaos_did_not_see_is_classified_by_request_host(proxy):
-    cdn = proxy[1]
+    cdn = proxy[0]
     flow = request_flow(headers={"Host": "127.0.0.1:8080"})  # reverse mode: Host is the proxy's
     exchange([cdn], flow, probe_answer(), chunks=[b"\x1f"])
     assert flow.response.status_code == 307
@@ -185,18 +195,18 @@ def test_flow_hub_chaos_did_not_see_is_classified_by_request_host(proxy):
 def test_flow_answered_by_a_fault_is_left_alone(proxy):
     flow = request_flow()
     flow.response = upstream_answer(503, b"fault", {})
-    proxy[1].requestheaders(flow)
+    proxy[0].request(flow)
     assert PROBE not in flow.metadata and "Range" not in flow.request.headers
 
 
 def test_flow_killed_while_probing_is_not_answered(proxy):
     flow = request_flow()
-    for addon in proxy:
-        addon.requestheaders(flow)
+    send_upstream(proxy, flow)
     flow.response = probe_answer()
     flow.kill()
-    proxy[1].responseheaders(flow)
+    proxy[0].responseheaders(flow)
     assert flow.response.status_code == 206  # the error wins; no 307 after a kill
+    assert "Range" not in flow.request.headers  # the client's headers, whatever happened
 
 
 @pytest.mark.parametrize(
@@ -208,7 +218,7 @@ def test_redirects_are_off_without_a_host_or_a_secret(secret_file, options):
         flow = request_flow()
         upstream = upstream_answer(200, b"blob", {})
         exchange(addons, flow, upstream, chunks=[b"blob"])
-    assert not addons[1].enabled
+    assert not addons[0].enabled
     assert flow.response is upstream and "Range" not in flow.request.headers
 
 
@@ -230,7 +240,7 @@ def test_redirects_without_a_cdn_route_are_rejected(secret_file, routes):
 
 
 def test_dropping_the_cdn_route_later_is_rejected(proxy):
-    hub = proxy[0]
+    hub = proxy[1]
     with pytest.raises(exceptions.OptionsError, match="cdn= route"):
         hub.tctx.configure(hub, hub_routes="registry=http://127.0.0.1:5001")
 
@@ -264,8 +274,79 @@ def test_unreadable_or_short_secret_file_is_rejected_quoting_the_value(tmp_path)
         assert repr(value) in str(info.value) and problem in str(info.value)
 
 
-def test_mitmdump_script_lists_the_redirect_after_hub_chaos():
+def test_mitmdump_script_lists_the_redirect_before_hub_chaos():
     spec = importlib.util.spec_from_file_location("hub_chaos_script", ROOT / "addons" / "hub_chaos.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert [type(addon) for addon in module.addons] == [HubChaos, CdnRedirect]
+    assert [type(addon) for addon in module.addons] == [CdnRedirect, HubChaos]
+
+
+@pytest.mark.parametrize("client_range", ["bytes=100-", "bytes=0-99", "bytes=-500"])
+def test_range_gets_are_redirected_too_and_keep_the_clients_range(proxy, client_range):
+    # Hub redirects resumed downloads to its CDN as well; the client re-sends its Range there.
+    flow = request_flow(headers={"Range": client_range})
+    send_upstream(proxy, flow)
+    assert flow.request.headers["Range"] == PROBE_RANGE  # the probe decides readability
+    flow.response = probe_answer()
+    hook(proxy, "responseheaders", flow)
+    assert flow.response.status_code == 307 and flow.response.stream(b"\x1f") == b""
+    assert flow.request.headers["Range"] == client_range
+
+
+def test_the_probe_drops_if_range_and_the_flow_gets_it_back(proxy):
+    # A stale If-Range would turn the one-byte probe into a whole-blob GET.
+    flow = request_flow(headers={"Range": "bytes=100-", "If-Range": '"old-etag"'})
+    send_upstream(proxy, flow)
+    assert "If-Range" not in flow.request.headers and flow.request.headers["Range"] == PROBE_RANGE
+    flow.response = probe_answer()
+    hook(proxy, "responseheaders", flow)
+    assert flow.response.status_code == 307
+    assert (flow.request.headers["Range"], flow.request.headers["If-Range"]) == ("bytes=100-", '"old-etag"')
+
+
+def test_a_range_get_the_client_may_not_read_gets_the_registrys_answer(proxy):
+    flow = request_flow("/v2/alice/private/blobs/" + DIGEST, headers={"Range": "bytes=100-"})
+    upstream = upstream_answer(401, UNAUTHORIZED, {"WWW-Authenticate": CHALLENGE})
+    assert exchange(proxy, flow, upstream, chunks=[UNAUTHORIZED]) == UNAUTHORIZED
+    assert flow.response is upstream and flow.request.headers["Range"] == "bytes=100-"
+
+
+def test_faults_see_the_clients_request_without_the_probe(proxy):
+    flow = request_flow()
+    hook(proxy, "requestheaders", flow)  # HubChaos's faults act here
+    assert "Range" not in flow.request.headers
+    hook(proxy, "request", flow)
+    assert flow.request.headers["Range"] == PROBE_RANGE
+
+
+@pytest.mark.parametrize(
+    "kind, params",
+    [
+        ("corrupt", {"at_byte": 0}),
+        ("truncate", {"after_bytes": 0}),
+        ("stall", {"after_bytes": 0, "stall_ms": 1}),
+        ("reset", {"after_bytes": 1}),
+    ],
+)
+def test_body_faults_leave_the_redirect_alone_and_do_not_count_it(proxy, kind, params):
+    # The client gets a clean 307: the probe's hidden byte is no body to act on (issue 10).
+    hub = proxy[1]
+    hub.tctx.configure(hub, hub_faults=json.dumps([{"name": "f", "kind": kind, "params": params,
+                                                    "match": {"endpoints": ["blob"]}}]))  # fmt: skip
+    flow = request_flow()
+    sent = exchange(proxy, flow, probe_answer(), chunks=[b"\x1f"])
+    assert (flow.response.status_code, sent, flow.error) == (307, b"", None)
+    [event] = hub.tap.since(0).events
+    assert (event["status"], event["fault"], event["error"]) == (307, None, None)
+    [fault] = hub.faults.specs()
+    assert fault.counters.to_dict() == {"matched": 1, "fired": 1, "applied": 0}
+
+
+def test_body_faults_still_act_on_an_error_the_registry_sends_through(proxy):
+    hub = proxy[1]
+    hub.tctx.configure(hub, hub_faults=json.dumps([{"name": "f", "kind": "corrupt", "params": {"at_byte": 0}}]))
+    flow = request_flow("/v2/alice/private/blobs/" + DIGEST)
+    upstream = upstream_answer(401, UNAUTHORIZED, {"Content-Length": str(len(UNAUTHORIZED))})
+    sent = exchange(proxy, flow, upstream, chunks=[UNAUTHORIZED])
+    assert sent[0] == UNAUTHORIZED[0] ^ 0xFF and sent[1:] == UNAUTHORIZED[1:]
+    assert hub.faults.specs()[0].counters.applied == 1

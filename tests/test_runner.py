@@ -43,6 +43,7 @@ class FakeControl:
         self.faults: dict[str, dict] = {}
         self.tap: list[dict] = []
         self.in_flight = 0
+        self.held: list[dict] = []  # what GET /inflight describes
         self.resets = 0
         self.on_health = lambda: None  # a hook: lets a test finish a request while the runner waits
 
@@ -73,6 +74,9 @@ class FakeControl:
     def health(self):
         self.on_health()
         return {"ok": True, "in_flight": self.in_flight}
+
+    def in_flight_requests(self):
+        return list(self.held)
 
 
 @dataclass
@@ -165,6 +169,41 @@ def test_a_request_that_never_ends_does_not_hold_the_run(tmp_path, monkeypatch):
     started = time.monotonic()
     assert runner.run().status == "completed"
     assert time.monotonic() - started < 5
+
+
+def test_a_request_held_open_past_the_step_is_named_in_its_record_and_diagnosis(tmp_path, monkeypatch):
+    # A blackhole keeps the mirror's manifest request open: the tap never gets
+    # its event before the step ends, so /inflight is the only witness.
+    monkeypatch.setattr("chaos.runner.quiet.QUIET_DEADLINE_S", 0.3)
+    control = FakeControl()
+    control.in_flight = 2
+    step_started = []
+
+    def hold_requests():
+        now = time.time()
+        control.held = [
+            # Started before this step (an earlier step's): not this step's.
+            {"ts": step_started[0] - 5, "held_s": 5.0, "origin": "mirror", "method": "GET", "kind": "blob",
+             "repository": "library/nginx", "faults": ["older"]},
+            {"ts": now, "held_s": 0.5, "origin": "mirror", "method": "HEAD", "kind": "manifest",
+             "repository": "library/alpine", "faults": ["registry-hole"]},
+        ]
+
+    def engine_for(name):
+        step_started.append(time.time())
+        return FakeEngine(PullResult(image="docker.io/library/alpine:3.19", ok=False, error_code="TIMEOUT",
+                                     message="no answer within 0.5s", seconds=0.5), before_return=hold_requests)
+
+    runner, _, _ = make_runner(tmp_path, """\
+  - {name: hole, fault: {name: registry-hole, kind: blackhole, match: {roles: [registry]}}}
+  - {name: stuck, pull: alpine:3.19, timeout: 2s, expect: {error: TIMEOUT}}
+""", engine_for=engine_for, control=control)
+    steps = records(runner.run())
+    held = steps["stuck"].held
+    assert [(h["kind"], h["repository"]) for h in held] == [("manifest", "library/alpine")]
+    summary = steps["stuck"].diagnosis["summary"]
+    assert summary == ("the mirror's HEAD manifest library/alpine was held open by fault registry-hole (blackhole) "
+                       "for the whole step, so the pull timed out"), summary
 
 
 def test_snapshots_settle_for_checks_and_for_the_steps_they_compare_with(tmp_path):

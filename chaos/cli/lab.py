@@ -62,6 +62,7 @@ def lab_up(scenario_file: Path | None, lab_dir: Path, engines: tuple[str, ...], 
             click.echo("for a fault proxy of your own in front of this hub (mitmdump -s \"$(chaos addon)\"):")
             click.echo(f"  --set hub_routes={settings.hub_routes}")
             click.echo(f"  --set hub_cdn_secret_file={settings.cdn_secret_file}  (blob GETs redirect to {settings.cdn_host})")
+            click.echo(f"  --set ssl_verify_upstream_trusted_ca={settings.upstream_ca_file}  (the lab's CDN serves TLS)")
         click.echo(f"\nstop it with: chaos lab down --lab-dir {lab_dir}")
 
 

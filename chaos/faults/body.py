@@ -7,7 +7,7 @@ bandwidth) share. hooks.py chains the filters of several faults.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from chaos.faults.lifetime import Lifetime
 
@@ -20,9 +20,16 @@ class BodyFilter:
     finish() is awaited once the upstream's body is complete and before
     mitmproxy completes the response, so it may hold or kill the flow. close()
     always runs when the flow is over, however it ended.
+
+    release() runs when the fault ends (removed, replaced, reset, expired) while
+    its response is still streaming: the filter must stop acting on what is
+    left (stop pacing, stop cutting, stop flipping). `acted` says whether it had
+    changed anything by then; a filter released before it acted is not counted
+    as applied (hooks.FilterChain), so counters say what reached the client.
     """
 
-    ends_response: ClassVar[bool] = False
+    ends_response: bool = False
+    acted: bool = True
 
     def __call__(self, chunk: bytes) -> bytes:
         return chunk
@@ -30,23 +37,43 @@ class BodyFilter:
     async def finish(self, flow: Any, lifetime: Lifetime) -> None:
         return None
 
+    def release(self) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
 
 class CutAfter(BodyFilter):
-    """Let the first `after_bytes` of the body through and drop the rest."""
+    """Let the first `after_bytes` of the body through and drop the rest.
+
+    Subclasses set `cuts` to end the response their way after the body
+    (ends_response); released before it dropped a byte, the filter lets the
+    whole body through and ends nothing, as if the fault had never fired.
+    """
+
+    cuts = False
 
     def __init__(self, after_bytes: int):
         self.remaining = after_bytes
+        self.acted = False  # nothing dropped yet
+        self._released = False
+
+    @property
+    def ends_response(self) -> bool:  # type: ignore[override]
+        return self.cuts and not (self._released and not self.acted)
 
     def __call__(self, chunk: bytes) -> bytes:
-        if self.remaining >= len(chunk):
-            self.remaining -= len(chunk)
+        if self.remaining >= len(chunk) or (self._released and not self.acted):
+            self.remaining = max(self.remaining - len(chunk), 0)
             return chunk
         kept = chunk[: self.remaining]
         self.remaining = 0
+        self.acted = True
         return kept
+
+    def release(self) -> None:
+        self._released = True
 
 
 def has_body(flow: Any) -> bool:

@@ -11,7 +11,10 @@ fault's place), phase by phase:
   3. on_response_headers (sync): stops once one kills the flow.
   4. body_filter: filters are chained in order (the first sees the upstream's
      bytes, the last feeds the client), and their end-of-body actions run in
-     order when the upstream's body is complete.
+     order when the upstream's body is complete. A fault that ends while its
+     response streams releases its filter (BodyFilter.release): the rest of
+     the body is left alone, and a filter that had not acted yet is taken off
+     the flow's record and its fault's `applied` count.
 
 Which faults fired for the request is FaultSet.fire's decision (faultset.py).
 """
@@ -22,9 +25,9 @@ from typing import Any, Callable
 
 from chaos.faults.body import BodyFilter
 from chaos.faults.faultset import ActiveFault
+from chaos.faults.flowdata import APPLIED
 
-APPLIED = "hub_chaos.faults"
-"""flow.metadata key: names of the faults that acted on the flow, in order."""
+__all__ = ["APPLIED", "FilterChain", "body_filters", "hold_request", "needs_hold", "note_applied", "run_hook"]
 
 
 def note_applied(active: ActiveFault, flow: Any) -> None:
@@ -35,12 +38,26 @@ def note_applied(active: ActiveFault, flow: Any) -> None:
         active.applied += 1
 
 
+def _unnote_applied(active: ActiveFault, flow: Any) -> None:
+    """Undo note_applied: the fault's filter was released before it changed anything."""
+    names = flow.metadata.get(APPLIED, [])
+    if active.spec.name in names:
+        names.remove(active.spec.name)
+        active.applied -= 1
+
+
+def _ended(active: ActiveFault) -> bool:
+    return active.lifetime is not None and active.lifetime.ended
+
+
 def run_hook(faults: list[ActiveFault], hook: str, flow: Any) -> list[str]:
     """Call `hook` ("on_connect", "on_request", "on_response_headers") on each fault in
     order; return the names of those that acted. Stops once the flow is killed or,
     before the response phase, answered: later faults have nothing left to act on."""
     applied = []
     for active in faults:
+        if _ended(active):
+            continue  # removed or expired since it fired (a hold outlasted it): it acts no more
         if getattr(active.kind, hook)(flow):
             applied.append(active.spec.name)
             note_applied(active, flow)
@@ -66,12 +83,31 @@ async def hold_request(faults: list[ActiveFault], flow: Any) -> None:
 
 class FilterChain:
     """The response.stream callable when body filters apply: each filter in
-    fault order, then `sink` (the addon's byte counter) sees what the client gets."""
+    fault order, then `sink` (the addon's byte counter) sees what the client gets.
 
-    def __init__(self, filters: list[tuple[ActiveFault, BodyFilter]], sink: Callable[[bytes], bytes]):
+    Built inside a proxy hook (an event loop runs): each filter is released when
+    its fault ends, until close()."""
+
+    def __init__(
+        self, filters: list[tuple[ActiveFault, BodyFilter]], sink: Callable[[bytes], bytes], flow: Any = None
+    ):
         self.filters = filters
         self._steps = [f for _, f in filters]
         self._sink = sink
+        self._cancels = [
+            active.lifetime.on_end(self._releaser(active, step, flow))
+            for active, step in filters
+            if active.lifetime is not None
+        ]
+
+    @staticmethod
+    def _releaser(active: ActiveFault, step: BodyFilter, flow: Any) -> Callable[[], None]:
+        def release() -> None:
+            step.release()
+            if not step.acted and flow is not None:
+                _unnote_applied(active, flow)
+
+        return release
 
     def __call__(self, chunk: bytes) -> bytes:
         for step in self._steps:
@@ -89,6 +125,9 @@ class FilterChain:
                 await step.finish(flow, active.lifetime)
 
     def close(self) -> None:
+        for cancel in self._cancels:
+            cancel()
+        self._cancels = []
         for step in self._steps:
             step.close()
 
@@ -97,6 +136,8 @@ def body_filters(faults: list[ActiveFault], flow: Any) -> list[tuple[ActiveFault
     """Ask each fault, in order, for a body filter for this response."""
     filters = []
     for active in faults:
+        if _ended(active):
+            continue
         step = active.kind.body_filter(flow)
         if step is not None:
             filters.append((active, step))

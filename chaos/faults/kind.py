@@ -10,10 +10,20 @@ once: match.py, triggers.py, faultset.py.
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 from chaos.faults.body import BodyFilter
+
+FREE_TEXT = "hub_chaos.free_text"
+"""Field metadata marking a parameter that holds text a scenario wrote."""
+
+
+def free_text() -> Any:
+    """A Params field for text the scenario wrote (an error message): it may
+    carry one of the scenario's secrets, so the proxy's log gives its length,
+    never its words."""
+    return field(default=None, metadata={FREE_TEXT: True})
 
 
 @dataclass(frozen=True)

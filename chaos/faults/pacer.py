@@ -14,6 +14,9 @@ SNI, and mitmproxy would reuse its paced connection for the client's next,
 unthrottled request. Pausing mitmproxy's own read has none of these; its cost
 is reaching the transport through mitmproxy internals (chaos.faults.transports).
 
+Released (the fault was removed or expired), the pacer resumes reading at once
+and passes the rest of the body at full speed: a throttle never outlives its fault.
+
 Accuracy: bytes already read when the pause begins still flow, and the debt
 of the last chunk is never waited for. asyncio reads up to 256 KiB per socket
 read, so while a body is paced its transport reads at most 1/20 s worth of
@@ -69,6 +72,7 @@ class ReadPacer(BodyFilter):
         self._transport = transport
         self._loop = loop or asyncio.get_running_loop()
         self._resume: asyncio.TimerHandle | None = None
+        self._released = False
         # Smaller socket reads, so one read cannot run far ahead of the rate.
         # max_size is a class attribute of asyncio's selector transports; the
         # instance attribute shadows it until close() removes it again.
@@ -77,7 +81,7 @@ class ReadPacer(BodyFilter):
             transport.max_size = int(min(transport.max_size, max(MIN_READ_BYTES, rate_bytes_per_s / 20)))
 
     def __call__(self, chunk: bytes) -> bytes:
-        if chunk:
+        if chunk and not self._released:
             wait_s = self.bucket.take(len(chunk))
             if wait_s > 0 and not self._transport.is_closing():
                 self._transport.pause_reading()
@@ -90,6 +94,11 @@ class ReadPacer(BodyFilter):
         self._resume = None
         if not self._transport.is_closing():
             self._transport.resume_reading()
+
+    def release(self) -> None:
+        # The fault ended: the rest of the body goes at full speed.
+        self._released = True
+        self.close()
 
     def close(self) -> None:
         # The connection may carry the client's next request: never leave it paused or slowed.

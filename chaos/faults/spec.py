@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import re
 import time
 import types
@@ -18,14 +17,19 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from chaos.errors import UsageError
+from chaos.errors import UsageError, quoted
 from chaos.faults.match import Match
+from chaos.faults.numbers import MAX_DEPTH, NumberProblem, plain_number, too_deep
 from chaos.faults.registry import kinds
 from chaos.faults.triggers import Trigger, TriggerError, parse_trigger
 from chaos.vocab.endpoints import ENDPOINT_SELECTORS, ROLES
+from chaos.vocab.names import ORIGINS
 
 DEFAULT_TTL_S = 300.0
 """A fault nobody removes still ends: a crashed runner cannot leave Hub 'down' for ever."""
+MAX_TTL_S = 86400.0
+"""24 hours: the longest a fault may live, so "every fault expires on its own" holds
+for expires_at too, and a typo such as ttl_s: 1e12 is an error, not a permanent outage."""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _METHOD = re.compile(r"^[A-Z]+$")
@@ -93,34 +97,38 @@ class FaultSpec:
 
 
 _SPEC_FIELDS = ("name", "kind", "params", "match", "trigger", "ttl_s", "expires_at", "counters")
-_MATCH_FIELDS = ("roles", "hosts", "endpoints", "methods", "repository", "clients")
+_MATCH_FIELDS = ("roles", "hosts", "endpoints", "methods", "repository", "clients", "origins")
 
 
 def parse_fault_spec(data: Any, *, now: float | None = None) -> FaultSpec:
     """Validate a plain dict (from JSON or YAML) into a FaultSpec.
 
     Keys: name, kind, params (the kind's), match, trigger (triggers.py), and
-    either ttl_s (seconds from now, default 300) or expires_at (unix time, as
-    GET /faults returns it). `counters`, as GET /faults shows them, is accepted
-    and ignored so a listed fault can be sent back as it is.
+    either ttl_s (seconds from now, default 300, at most MAX_TTL_S) or expires_at
+    (unix time, as GET /faults returns it, at most MAX_TTL_S from now).
+    `counters`, as GET /faults shows them, is accepted and ignored so a listed
+    fault can be sent back as it is.
     Raises FaultSpecError naming the offending field.
     """
     now = time.time() if now is None else now
     if not isinstance(data, Mapping):
         raise FaultSpecError("fault", f"expected a mapping, got {_type_name(data)}")
+    deep = too_deep(data)
+    if deep is not None:
+        raise FaultSpecError(_cut(deep), f"nested deeper than {MAX_DEPTH} levels")
     _reject_unknown(data, _SPEC_FIELDS, "")
 
     name = data.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise FaultSpecError(
             "name",
-            f"expected lowercase letters, digits, '.', '_' or '-' (at most 63), got {name!r}",
+            f"expected lowercase letters, digits, '.', '_' or '-' (at most 63), got {quoted(name)}",
         )
     kind_name = data.get("kind")
     known = kinds()
     if kind_name not in known:
         raise FaultSpecError(
-            "kind", f"unknown fault kind {kind_name!r} (expected one of: {', '.join(sorted(known))})"
+            "kind", f"unknown fault kind {quoted(kind_name)} (expected one of: {', '.join(sorted(known))})"
         )
     kind_class = known[kind_name]
     params = _parse_params(kind_class, data.get("params"))
@@ -145,10 +153,14 @@ def _parse_expiry(data: Mapping[str, Any], now: float) -> float:
         expires_at = _number(data["expires_at"], "expires_at")
         if expires_at <= now:
             raise FaultSpecError("expires_at", f"{expires_at} is in the past")
+        if expires_at - now > MAX_TTL_S:
+            raise FaultSpecError("expires_at", f"{expires_at:g} is more than {MAX_TTL_S:g} s (24 h) from now")
         return expires_at
     ttl = _number(data.get("ttl_s", DEFAULT_TTL_S), "ttl_s")
     if ttl <= 0:
-        raise FaultSpecError("ttl_s", f"must be positive, got {ttl}")
+        raise FaultSpecError("ttl_s", f"must be positive, got {ttl:g}")
+    if ttl > MAX_TTL_S:
+        raise FaultSpecError("ttl_s", f"at most {MAX_TTL_S:g} s (24 h), got {ttl:g}")
     return now + ttl
 
 
@@ -162,7 +174,7 @@ def _parse_params(kind_class: type, raw: Any) -> Any:
         if key not in fields:
             expected = ", ".join(fields) or "none"
             raise FaultSpecError(
-                f"params.{key}",
+                _cut(f"params.{key}"),
                 f"unknown parameter for kind {kind_class.name!r} (expected: {expected})",
             )
     hints = typing.get_type_hints(params_class)
@@ -190,17 +202,16 @@ def _typed_value(value: Any, hint: Any, where: str) -> Any:
         if wanted is bool and isinstance(value, bool):
             return value
         if wanted in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if wanted is int and not (isinstance(value, int) or float(value).is_integer()):
+            number = _number(value, where)  # finite and of bounded size before float() sees it
+            if wanted is int and not float(number).is_integer():
                 continue
-            if not math.isfinite(value):
-                raise FaultSpecError(where, f"must be finite, got {value!r}")
-            if value < 0:
-                raise FaultSpecError(where, f"must not be negative, got {value}")
-            return wanted(value)
+            if number < 0:
+                raise FaultSpecError(where, f"must not be negative, got {number:g}")
+            return wanted(number)
         if wanted is str and isinstance(value, str):
             return value
     names = " or ".join(getattr(a, "__name__", str(a)) for a in allowed)
-    raise FaultSpecError(where, f"expected {names}, got {_type_name(value)} {value!r}")
+    raise FaultSpecError(where, f"expected {names}, got {_type_name(value)} {quoted(value)}")
 
 
 def _parse_match(raw: Any) -> Match:
@@ -212,34 +223,40 @@ def _parse_match(raw: Any) -> Match:
     roles = _string_list(raw.get("roles"), "match.roles")
     for role in roles:
         if role not in ROLES:
-            raise FaultSpecError("match.roles", f"unknown role {role!r} (expected one of: {', '.join(ROLES)})")
+            raise FaultSpecError("match.roles", f"unknown role {quoted(role)} (expected one of: {', '.join(ROLES)})")
     endpoints = _string_list(raw.get("endpoints"), "match.endpoints")
     for kind in endpoints:
         if kind not in ENDPOINT_SELECTORS:
             raise FaultSpecError(
                 "match.endpoints",
-                f"unknown endpoint {kind!r} (expected one of: {', '.join(ENDPOINT_SELECTORS)})",
+                f"unknown endpoint {quoted(kind)} (expected one of: {', '.join(ENDPOINT_SELECTORS)})",
             )
     methods = tuple(m.upper() for m in _string_list(raw.get("methods"), "match.methods"))
     for method in methods:
         if not _METHOD.match(method):
-            raise FaultSpecError("match.methods", f"not an HTTP method: {method!r}")
+            raise FaultSpecError("match.methods", f"not an HTTP method: {quoted(method)}")
     hosts = tuple(h.lower() for h in _string_list(raw.get("hosts"), "match.hosts"))
     for host in hosts:
         if not _HOST_GLOB.match(host):
-            raise FaultSpecError("match.hosts", f"bad host glob {host!r} (letters, digits, '.', '-', '*', '?')")
+            raise FaultSpecError("match.hosts", f"bad host glob {quoted(host)} (letters, digits, '.', '-', '*', '?')")
     repository = raw.get("repository")
     if repository is not None and (
         not isinstance(repository, str) or not _REPOSITORY_GLOB.match(repository)
     ):
         raise FaultSpecError(
             "match.repository",
-            f"bad glob {repository!r} (lowercase name characters, '/', '*', '?')",
+            f"bad glob {quoted(repository)} (lowercase name characters, '/', '*', '?')",
         )
     clients = tuple(c.lower() for c in _string_list(raw.get("clients"), "match.clients"))
     for client in clients:
         _check_client_pattern(client)
-    return Match(roles, hosts, endpoints, methods, repository, clients)
+    origins = _string_list(raw.get("origins"), "match.origins")
+    for origin in origins:
+        if origin not in ORIGINS:
+            raise FaultSpecError(
+                "match.origins", f"unknown origin {quoted(origin)} (expected one of: {', '.join(ORIGINS)})"
+            )
+    return Match(roles, hosts, endpoints, methods, repository, clients, origins)
 
 
 def _check_client_pattern(pattern: str) -> None:
@@ -249,43 +266,48 @@ def _check_client_pattern(pattern: str) -> None:
         try:
             ipaddress.ip_network(pattern, strict=False)
         except ValueError as err:
-            raise FaultSpecError(where, f"bad CIDR {pattern!r}: {err}") from None
+            raise FaultSpecError(where, f"bad CIDR {quoted(pattern)}: {err}") from None
         return
     if not any(c in pattern for c in "*?"):
         try:
             ipaddress.ip_address(pattern)
         except ValueError:
-            raise FaultSpecError(where, f"{pattern!r} is not an IP address, glob or CIDR") from None
+            raise FaultSpecError(where, f"{quoted(pattern)} is not an IP address, glob or CIDR") from None
         return
     if not _CLIENT_GLOB.match(pattern):
-        raise FaultSpecError(where, f"bad address glob {pattern!r} (digits, '.', ':', hex, '*', '?')")
+        raise FaultSpecError(where, f"bad address glob {quoted(pattern)} (digits, '.', ':', hex, '*', '?')")
     if ":" not in pattern:  # an IPv4 glob: its literal parts must be octets
         parts = pattern.split(".")
         literal = [p for p in parts if not any(c in p for c in "*?")]
         if len(parts) > 4 or any(not p.isdigit() or int(p) > 255 for p in literal):
-            raise FaultSpecError(where, f"address glob {pattern!r} can never match an IPv4 address")
+            raise FaultSpecError(where, f"address glob {quoted(pattern)} can never match an IPv4 address")
 
 
 def _string_list(value: Any, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise FaultSpecError(where, f"expected a list of non-empty strings, got {value!r}")
+        raise FaultSpecError(where, f"expected a list of non-empty strings, got {quoted(value)}")
     return tuple(value)
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FaultSpecError(where, f"expected a number, got {_type_name(value)} {value!r}")
-    if not math.isfinite(value):
-        raise FaultSpecError(where, f"must be finite, got {value!r}")
-    return float(value)
+    try:
+        return float(plain_number(value))
+    except NumberProblem as err:
+        detail = f" {quoted(value)}" if isinstance(value, str) else ""
+        raise FaultSpecError(where, f"{err}{detail}") from None
 
 
 def _reject_unknown(data: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
     for key in data:
         if key not in allowed:
-            raise FaultSpecError(f"{prefix}{key}", f"unknown field (expected: {', '.join(allowed)})")
+            raise FaultSpecError(_cut(f"{prefix}{key}"), f"unknown field (expected: {', '.join(allowed)})")
+
+
+def _cut(field_name: str, limit: int = 80) -> str:
+    """A field name made of user input (an unknown key), short enough for one line."""
+    return field_name if len(field_name) <= limit else f"{field_name[: limit - 3]}..."
 
 
 def _type_name(value: Any) -> str:

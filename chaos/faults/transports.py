@@ -22,12 +22,53 @@ log = logging.getLogger(__name__)
 
 
 def _connection_io(flow: Any, connection: Any) -> Any:
+    return _io(flow.client_conn, connection)
+
+
+def _io(client_conn: Any, connection: Any) -> Any:
     try:
         proxyserver = ctx.master.addons.get("proxyserver")
-        handler = proxyserver.connections[flow.client_conn.id]
+        handler = proxyserver.connections[client_conn.id]
         return handler.transports[connection]
     except (AttributeError, KeyError, LookupError):
         return None
+
+
+def idle_stream(client_conn: Any, connection: Any) -> tuple[asyncio.Transport, socket.socket] | None:
+    """The transport and TCP socket of one of a client's connections, when
+    nothing is waiting in mitmproxy's buffers for it: no bytes read and not yet
+    handed to the layers, none written and not yet sent. Only then may the
+    socket be served by someone else without reordering bytes (a tunnel relayed
+    unopened, chaos.proxy.passthrough). None otherwise, or when it cannot be reached."""
+    io = _io(client_conn, connection)
+    writer, reader = getattr(io, "writer", None), getattr(io, "reader", None)
+    transport = getattr(writer, "transport", None)
+    if transport is None or reader is None or not hasattr(transport, "pause_reading") or transport.is_closing():
+        return None
+    pending = getattr(reader, "_buffer", None)
+    if pending is None or len(pending) or transport.get_write_buffer_size():
+        return None
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.type != socket.SOCK_STREAM:
+        return None
+    return transport, sock
+
+
+def shutdown_connection(client_conn: Any) -> bool:
+    """Close a client connection now, from outside its flows: shutdown(2) sends
+    the FIN at once (a transport's close() would wait for the next turn of the
+    event loop), and mitmproxy then reads EOF and tears the connection down as
+    if the client had left. False when the socket cannot be reached."""
+    writer = getattr(_io(client_conn, client_conn), "writer", None)
+    get_extra_info = getattr(writer, "get_extra_info", None)
+    sock = get_extra_info("socket") if get_extra_info is not None else None
+    if sock is None:
+        return False
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        return False  # already gone
+    return True
 
 
 def server_transport(flow: Any) -> asyncio.Transport | None:

@@ -24,11 +24,13 @@ every matching request, whatever the time, and are per fault; replacing a fault
 
 from __future__ import annotations
 
-import math
 import random
 import secrets
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from chaos.errors import quoted
+from chaos.faults.numbers import NumberProblem, plain_number
 
 _FIELDS = ("probability", "seed", "first", "every", "after", "start_after_s", "duration_s", "flap")
 _FLAP_FIELDS = ("period_s", "down_fraction")
@@ -88,7 +90,7 @@ def parse_trigger(raw: Any) -> Trigger:
     if probability is not None:
         if not _is_number(probability) or not 0 <= probability <= 1:
             raise TriggerError(
-                "trigger.probability", f"expected a number from 0 to 1, got {probability!r}"
+                "trigger.probability", f"expected a number from 0 to 1, got {quoted(probability)}"
             )
         probability = float(probability)
     seed = raw.get("seed")
@@ -96,7 +98,7 @@ def parse_trigger(raw: Any) -> Trigger:
         if probability is None:
             raise TriggerError("trigger.seed", "only used with trigger.probability")
         if not _is_whole(seed) or seed < 0:
-            raise TriggerError("trigger.seed", f"expected a whole number >= 0, got {seed!r}")
+            raise TriggerError("trigger.seed", f"expected a whole number >= 0, got {quoted(seed)}")
         seed = int(seed)
     elif probability is not None:
         # Chosen here, not at random per request, so GET /faults shows the seed
@@ -119,18 +121,18 @@ def _parse_flap(raw: Any) -> Flap | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
-        raise TriggerError("trigger.flap", f"expected a mapping with period_s and down_fraction, got {raw!r}")
+        raise TriggerError("trigger.flap", f"expected a mapping with period_s and down_fraction, got {quoted(raw)}")
     for key in raw:
         if key not in _FLAP_FIELDS:
             raise TriggerError(f"trigger.flap.{key}", f"unknown field (expected: {', '.join(_FLAP_FIELDS)})")
     period = raw.get("period_s")
     if not _is_number(period) or period <= 0:
-        raise TriggerError("trigger.flap.period_s", f"expected a number of seconds > 0, got {period!r}")
+        raise TriggerError("trigger.flap.period_s", f"expected a number of seconds > 0, got {quoted(period)}")
     fraction = raw.get("down_fraction")
     if not _is_number(fraction) or not 0 < fraction <= 1:
         # 0 would be a fault that can never fire: reject it rather than silently do nothing.
         raise TriggerError(
-            "trigger.flap.down_fraction", f"expected a number above 0 and at most 1, got {fraction!r}"
+            "trigger.flap.down_fraction", f"expected a number above 0 and at most 1, got {quoted(fraction)}"
         )
     return Flap(float(period), float(fraction))
 
@@ -140,7 +142,7 @@ def _count(raw: Mapping[str, Any], name: str, minimum: int) -> int | None:
     if value is None:
         return None
     if not _is_whole(value) or value < minimum:
-        raise TriggerError(f"trigger.{name}", f"expected a whole number >= {minimum}, got {value!r}")
+        raise TriggerError(f"trigger.{name}", f"expected a whole number >= {minimum}, got {quoted(value)}")
     return int(value)
 
 
@@ -150,12 +152,17 @@ def _seconds(raw: Mapping[str, Any], name: str, positive: bool) -> float | None:
         return None
     if not _is_number(value) or value < 0 or (positive and value == 0):
         wanted = "> 0" if positive else ">= 0"
-        raise TriggerError(f"trigger.{name}", f"expected a number of seconds {wanted}, got {value!r}")
+        raise TriggerError(f"trigger.{name}", f"expected a number of seconds {wanted}, got {quoted(value)}")
     return float(value)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number of bounded size (numbers.py): safe to compare and convert."""
+    try:
+        plain_number(value)
+    except NumberProblem:
+        return False
+    return True
 
 
 def _is_whole(value: Any) -> bool:

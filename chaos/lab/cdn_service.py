@@ -13,14 +13,20 @@ a dash, and an HMAC-SHA256 of the path and that time under a secret shared
 with the fault proxy's CdnRedirect addon, which mints the URLs. Here the time
 is the expiry, so a URL can be neither forged nor used forever.
 
-Plain HTTP on loopback; the fault proxy answers for the CDN host name and
-forwards here. GET and HEAD, a single byte range (206; clients resume broken
-downloads), bodies streamed in chunks, and one log line per request.
+On loopback, plain HTTP or (with --tls-cert/--tls-key) TLS for the CDN's
+host name: the fault proxy routes the CDN host here, and while no fault
+could match it relays the clients' TLS to this server unopened
+(chaos.proxy.passthrough), so the certificate is one the clients trust, from
+the proxy's own CA (chaos.proxy.upstream_tls). HTTP/1.1 only (the relay's
+exchange boundaries rely on it). GET and HEAD, a single byte range (206;
+clients resume broken downloads), bodies streamed in chunks, and one log line
+per request.
 
 The URL contract (what a good URL is, how it is signed) lives in
 chaos.proxy.cdn_urls, shared with the addon that mints the URLs.
 
 Run it: python -m chaos.lab.cdn_service --storage DIR --secret-file FILE --port N [--host H] [--log FILE]
+        [--tls-cert PEM --tls-key PEM]
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import datetime as dt
 import os
 import re
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -230,19 +237,48 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class CdnServer(ThreadingHTTPServer):
-    """The CDN on one loopback port; serve_forever() in a thread or a process."""
+    """The CDN on one loopback port; serve_forever() in a thread or a process.
+    With `tls` (server_tls()) every connection speaks TLS."""
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], storage: Path, secret: bytes, log: RequestLog):
+    def __init__(self, address: tuple[str, int], storage: Path, secret: bytes, log: RequestLog,
+                 tls: ssl.SSLContext | None = None):
         self.blobs = Path(storage) / "docker" / "registry" / "v2" / "blobs" / "sha256"
         self.secret = secret
         self.log = log
+        self.tls = tls
         super().__init__(address, _Handler)
+
+    def get_request(self):
+        sock, address = self.socket.accept()
+        if self.tls is None:
+            return sock, address
+        # The handshake runs in the request's own thread (on its first read), never in the accept loop.
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that gives up during the TLS handshake (or resets) is worth a line, not a traceback.
+        error = sys.exc_info()[1]
+        if isinstance(error, (ssl.SSLError, ConnectionError)):
+            self.log.write(f"connection from {client_address[0]}:{client_address[1]} failed: {error}")
+            return
+        super().handle_error(request, client_address)
 
     @property
     def port(self) -> int:
         return self.server_address[1]
+
+
+def server_tls(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """The CDN's TLS: this certificate, HTTP/1.1 only (ALPN), as Hub's CDN answers the lab's clients."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"CDN certificate {str(cert_file)!r} or key {str(key_file)!r} unusable: {exc}") from None
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def make_server(
@@ -252,6 +288,7 @@ def make_server(
     host: str = "127.0.0.1",
     port: int = 0,
     log: TextIO | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> CdnServer:
     """A bound, not yet serving, CDN over a registry storage root (port 0 = any free port: read .port).
 
@@ -262,20 +299,25 @@ def make_server(
         raise UsageError(f"CDN storage {str(storage)!r} is not a directory")
     if len(secret) < MIN_SECRET_BYTES:
         raise UsageError(f"CDN secret too short: {len(secret)} bytes, at least {MIN_SECRET_BYTES} needed")
-    return CdnServer((host, port), Path(storage), secret, RequestLog(log))
+    return CdnServer((host, port), Path(storage), secret, RequestLog(log), tls)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m chaos.lab.cdn_service",
-        description="The lab hub's blob CDN (production.cloudflare.docker.com), plain HTTP on loopback.",
+        description="The lab hub's blob CDN (production.cloudflare.docker.com) on loopback, plain HTTP or TLS.",
     )
     parser.add_argument("--storage", type=Path, required=True, help="the hub registry's filesystem storage root")
     parser.add_argument("--secret-file", type=Path, required=True, help="file holding the URL signing secret")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, required=True, help="port to listen on (0 = any free port)")
     parser.add_argument("--log", type=Path, help="append one line per request here (default stderr)")
-    return parser.parse_args(argv)
+    parser.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (PEM, with its chain)")
+    parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    return args
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -286,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     log_stream = open(args.log, "a", encoding="utf-8") if args.log else sys.stderr
     try:
-        server = make_server(args.storage, read_secret(args.secret_file), host=args.host, port=args.port, log=log_stream)
+        tls = server_tls(args.tls_cert, args.tls_key) if args.tls_cert else None
+        server = make_server(args.storage, read_secret(args.secret_file), host=args.host, port=args.port,
+                             log=log_stream, tls=tls)
     except ChaosError as exc:
         print(f"cdn_service: {exc}", file=sys.stderr)
         return exc.exit_code

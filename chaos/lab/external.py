@@ -11,7 +11,10 @@ listener for origin "mirror" (HTTPS_PROXY), trusting the proxy's CA
 hub_routes and the CDN secret are what a fault proxy of the user's own
 (`mitmdump -s addons/hub_chaos.py`) needs to serve this lab hub instead of the
 lab's proxy: `--set hub_routes=...` and `--set hub_cdn_secret_file=...`
-(without the secret, blob GETs are not redirected to the CDN).
+(without the secret, blob GETs are not redirected to the CDN), plus
+`--set ssl_verify_upstream_trusted_ca=...` (the lab's CDN serves TLS with a
+certificate from the lab proxy's CA) and `--set confdir=...` of a folder
+holding that CA, or its clients will not trust the CDN either.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class ExternalMirrorSettings:
     hub_routes: str  # the addon's hub_routes value that serves this lab hub
     cdn_host: str  # the host blob GETs are redirected to
     cdn_secret_file: str  # the addon's hub_cdn_secret_file: signs those redirects (0600)
+    upstream_ca_file: str  # mitmproxy's ssl_verify_upstream_trusted_ca: the CA of the lab's TLS CDN
     users_file: str  # the lab users' passwords (0600), for the mirror's proxy.username/password
 
     def env(self) -> dict[str, str]:
@@ -53,5 +57,6 @@ def external_mirror_settings(state: LabState) -> ExternalMirrorSettings:
         hub_routes=routes_value({"registry": state.hub_url, "auth": state.auth_url, "cdn": state.cdn_url}),
         cdn_host=CDN_HOST,
         cdn_secret_file=state.cdn_secret_file,
+        upstream_ca_file=state.ca_file,
         users_file=str(LabPaths(Path(state.root)).users_file) if state.root else "",
     )

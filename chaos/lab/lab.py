@@ -6,7 +6,10 @@ pull-through mirror, all on loopback, started and stopped as one.
                                                                    + blob CDN)
 
 Blob GETs answer 307 to production.cloudflare.docker.com, as Hub's do; the
-proxy routes that host to the CDN service, which serves the hub's storage.
+proxy routes that host to the CDN service, which serves the hub's storage
+over TLS with a certificate from the proxy's own CA (which the clients trust
+anyway), so the proxy relays CDN tunnels unopened while no fault could match
+them (chaos.proxy.passthrough) and decrypts them only when one could.
 The fault proxy listens once per origin (the mirror, the client engines, the
 push registry), so every upstream request it records says who asked.
 
@@ -51,7 +54,7 @@ from chaos.lab.binaries import require_registry, require_skopeo
 from chaos.lab.components.auth import auth_service
 from chaos.lab.components.cdn import blob_cdn, write_secret
 from chaos.lab.components.hub import hub_registry
-from chaos.lab.components.launch import READY_DEADLINE_S, Launch, loopback_url
+from chaos.lab.components.launch import LOOPBACK, READY_DEADLINE_S, Launch, loopback_url
 from chaos.lab.components.mirror import pull_through_mirror
 from chaos.lab.components.proxy import fault_proxy, mitmdump_binary
 from chaos.lab.components.push_registry import push_registry
@@ -76,7 +79,8 @@ from chaos.lab.registry_config import load_user_config, mirror_config_from, upst
 from chaos.lab.seed import Seeder
 from chaos.lab.tokens import TokenSigner
 from chaos.language.model import LabSpec, SeedImage
-from chaos.vocab.hub import REGISTRY_URL
+from chaos.proxy.upstream_tls import issue_server_cert
+from chaos.vocab.hub import CDN_HOST, REGISTRY_URL
 from chaos.vocab.names import ENGINES
 
 __all__ = [
@@ -321,9 +325,12 @@ class Lab:
         self.state.ports["cdn"] = port
         write_secret(self.paths.cdn_secret_file)
         self.state.cdn_secret_file = str(self.paths.cdn_secret_file)
+        # Issued by the proxy's CA, made here in its confdir (mitmdump, started
+        # next, finds and uses it): every client of the lab trusts that CA already.
+        tls = issue_server_cert(self.paths.proxy_confdir, self.paths.cdn_tls, (CDN_HOST, LOOPBACK), name="cdn")
         cdn = blob_cdn(
             port=port, storage=self.paths.hub_storage, secret_file=self.paths.cdn_secret_file,
-            log_path=self.paths.log("cdn"),
+            log_path=self.paths.log("cdn"), tls=tls,
         )
         self.state.cdn_url = cdn.url
         self._launch(cdn)
@@ -337,6 +344,7 @@ class Lab:
             mitmdump=mitmdump, port=origins["client"], control_port=control_port, confdir=self.paths.proxy_confdir,
             routes={"registry": self.state.hub_url, "auth": self.state.auth_url, "cdn": self.state.cdn_url},
             cdn_secret_file=self.paths.cdn_secret_file, log_path=self.paths.log("proxy"), origins=origins,
+            upstream_ca=self.paths.ca_file,  # the CDN's certificate comes from the proxy's own CA
         )
         self.state.proxy_urls = {origin: loopback_url(port) for origin, port in origins.items()}
         self.state.proxy_url = self.state.proxy_urls["client"]

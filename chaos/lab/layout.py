@@ -78,6 +78,11 @@ class LabPaths:
         return self.root / "cdn-secret"
 
     @property
+    def cdn_tls(self) -> Path:
+        """The CDN's TLS certificate and key (issued by the proxy's CA), removed with the scratch folder."""
+        return self._scratch / "cdn-tls"
+
+    @property
     def mirror(self) -> Path:
         return self.root / "mirror"
 

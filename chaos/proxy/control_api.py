@@ -1,11 +1,15 @@
-"""The control API: faults and the event tap over JSON/HTTP on loopback.
+"""The control API: faults, the event tap and metrics over JSON/HTTP.
 
 It runs with tornado on mitmproxy's own asyncio loop, so handlers touch the
 FaultSet and EventTap from the same thread as the proxy hooks: no locks, and a
-fault added here applies to the very next request. It has no authentication,
-hence loopback only, JSON bodies only (a browser cannot send those cross-site
-without a preflight we never grant) and Host headers naming loopback (DNS
-rebinding).
+fault added here applies to the very next request.
+
+Who may call it: without a token it listens on loopback only, takes JSON
+bodies only (a browser cannot send those cross-site without a preflight we
+never grant) and Host headers naming loopback (DNS rebinding). With a token
+(control_auth.py) it may listen anywhere, and every endpoint but /healthz
+wants `Authorization: Bearer <token>` (401 without it). docs/control-api.md
+documents every endpoint.
 
     GET    /healthz                      {"ok": true, "faults": n, "last_event": id, "in_flight": n}
     GET    /faults                       {"faults": [spec, ...]}
@@ -15,12 +19,15 @@ rebinding).
     PUT    /faults/<name>                spec -> spec | 400 | 404
     DELETE /faults/<name>                -> 204 | 404
     GET    /events?after=<id>&limit=<n>  {"events": [...], "next": id, "dropped": n}
+    GET    /inflight                     {"requests": [...]}: those not yet in the tap, oldest first
+    GET    /metrics                      Prometheus exposition (text or OpenMetrics)
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import socket
 import typing
 from typing import Any, Callable
@@ -29,17 +36,27 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from chaos.errors import quoted
 from chaos.faults.faultset import DuplicateFault, FaultSet, UnknownFault
-from chaos.faults.spec import FaultSpecError, parse_fault_spec
+from chaos.faults.spec import FaultSpec, FaultSpecError, parse_fault_spec
+from chaos.proxy.control_auth import authorized
+from chaos.proxy.metrics import ProxyMetrics
 from chaos.proxy.tap import EventTap
 
+log = logging.getLogger(__name__)
+
 MAX_EVENTS_PER_PAGE = 10000
+MAX_BODY_BYTES = 1024 * 1024
+"""A fault spec is a few hundred bytes; anything near this is not one (413)."""
+OPEN_PATHS = ("/healthz",)
+"""Answered without the token: a liveness probe learns only counts."""
 
 
-def parse_control_address(text: str) -> tuple[str, int] | None:
+def parse_control_address(text: str, *, token: bool = False) -> tuple[str, int] | None:
     """"127.0.0.1:5380" -> ("127.0.0.1", 5380); "" -> None (API disabled).
 
-    Only loopback IP literals: the API is unauthenticated. Port 0 picks a free port.
+    IP literals only. Without a token, loopback only: the API would otherwise
+    answer anyone. Port 0 picks a free port. Raises ValueError saying why not.
     """
     text = text.strip()
     if not text:
@@ -51,29 +68,53 @@ def parse_control_address(text: str) -> tuple[str, int] | None:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"host {host!r} must be a loopback IP address") from None
-    if not address.is_loopback:
-        raise ValueError(f"host {host!r} is not loopback; the control API has no authentication")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"port {port_text!r} must be a number from 0 to 65535")
+        raise ValueError(
+            f"host {quoted(host)} must be an IP address: a loopback IP such as 127.0.0.1 (any IP with a token)"
+        ) from None
+    if not address.is_loopback and not token:
+        raise ValueError(
+            f"host {quoted(host)} is not loopback; the control API answers other hosts only"
+            " with a token (set hub_control_token_file)"
+        )
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port {quoted(port_text)} must be a number from 0 to 65535")
     return host, int(port_text)
 
 
 class ControlServer:
-    """Serves the API for one FaultSet and (the current) EventTap."""
+    """Serves the API for one FaultSet and (the current) EventTap.
 
-    def __init__(self, faults: FaultSet, tap: Callable[[], EventTap], in_flight: Callable[[], int] = lambda: 0):
+    `token` is called for every request: the current token, or None for none
+    (loopback only); so a token changed at run time applies at once.
+    """
+
+    def __init__(
+        self,
+        faults: FaultSet,
+        tap: Callable[[], EventTap],
+        in_flight: Callable[[], int] = lambda: 0,
+        held: Callable[[], list[dict[str, Any]]] = list,
+        metrics: ProxyMetrics | None = None,
+        token: Callable[[], bytes | None] = lambda: None,
+    ):
         self._app = tornado.web.Application(
             [
                 (r"/healthz", _Health),
                 (r"/faults", _Faults),
                 (r"/faults/([^/]+)", _Fault),
                 (r"/events", _Events),
+                (r"/inflight", _InFlight),
+                (r"/metrics", _Metrics),
             ],
             default_handler_class=_NotFound,
             faults=faults,
             tap=tap,
             in_flight=in_flight,
+            held=held,
+            metrics=metrics,
+            token=token,
+            # Ours instead of tornado's access log: one line per refused call, with the reason.
+            log_function=_log_call,
         )
         self._server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
@@ -85,7 +126,7 @@ class ControlServer:
         """
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sockets = tornado.netutil.bind_sockets(port, address=host, family=family)
-        self._server = tornado.httpserver.HTTPServer(self._app)
+        self._server = tornado.httpserver.HTTPServer(self._app, max_body_size=MAX_BODY_BYTES)
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         return self.port
@@ -97,7 +138,24 @@ class ControlServer:
             self._server = None
 
 
+def _short(text: str, limit: int = 120) -> str:
+    """Text from a request (a path, a parser's message quoting the body), cut for one line."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _log_call(handler: tornado.web.RequestHandler) -> None:
+    status = handler.get_status()
+    if status < 400:
+        return
+    request = handler.request
+    message = getattr(handler, "error_message", None) or handler._reason
+    line = f"hub-chaos: control API: {request.method} {_short(request.uri)} -> {status} {message}"
+    (log.error if status >= 500 else log.warning)(line)
+
+
 class _Handler(tornado.web.RequestHandler):
+    error_message: str | None = None
+
     @property
     def faults(self) -> FaultSet:
         return self.settings["faults"]
@@ -107,13 +165,19 @@ class _Handler(tornado.web.RequestHandler):
         return self.settings["tap"]()
 
     def prepare(self) -> None:
+        token = self.settings["token"]()
+        if token is not None:
+            if self.request.path not in OPEN_PATHS and not authorized(self.request.headers.get("Authorization"), token):
+                self.fail(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+            return
+        # No token: loopback only, and only for pages addressed to loopback.
         hostname = self.request.host_name.strip("[]")
         if hostname != "localhost":
             try:
                 if not ipaddress.ip_address(hostname).is_loopback:
                     raise ValueError
             except ValueError:
-                self.fail(403, f"Host {self.request.host!r} is not loopback")
+                self.fail(403, f"Host {quoted(self.request.host)} is not loopback")
 
     def fail(self, status: int, message: str) -> typing.NoReturn:
         raise _ApiError(status, message)
@@ -130,7 +194,11 @@ class _Handler(tornado.web.RequestHandler):
         elif isinstance(exc, tornado.web.HTTPError):
             message = self._reason
         else:
-            message = f"internal error: {exc!r}"
+            message = f"internal error: {quoted(exc, 200)}"
+        self.error_message = message
+        if status_code == 401:
+            # Set here: tornado clears the headers before it writes an error.
+            self.set_header("WWW-Authenticate", 'Bearer realm="hub-chaos"')
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": message}))
 
@@ -139,19 +207,26 @@ class _Handler(tornado.web.RequestHandler):
         if content_type != "application/json":
             self.fail(415, "send the body as Content-Type: application/json")
         try:
-            return json.loads(self.request.body or b"null")
+            return json.loads(self.request.body or b"null", parse_constant=_no_constants)
+        except RecursionError:
+            self.fail(400, "body is not a fault: nested too deeply")
         except ValueError as err:
-            self.fail(400, f"body is not JSON: {err}")
+            self.fail(400, f"body is not JSON: {_short(str(err))}")
 
-    def spec_from_body(self, name: str | None = None):
+    def spec_from_body(self, name: str | None = None) -> FaultSpec:
         body = self.json_body()
         if name is not None and isinstance(body, dict):
             if body.setdefault("name", name) != name:
-                self.fail(400, f"name: {body['name']!r} differs from the URL's {name!r}")
+                self.fail(400, f"name: {quoted(body['name'])} differs from the URL's {quoted(name)}")
         try:
             return parse_fault_spec(body)
         except FaultSpecError as err:
             self.fail(400, str(err))
+
+
+def _no_constants(name: str) -> typing.NoReturn:
+    # Python's json takes NaN and Infinity, which are not JSON and no fault can use.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 class _ApiError(tornado.web.HTTPError):
@@ -164,7 +239,8 @@ class _ApiError(tornado.web.HTTPError):
 
 class _NotFound(_Handler):
     def prepare(self) -> None:
-        self.fail(404, f"no such endpoint: {self.request.method} {self.request.path}")
+        super().prepare()
+        self.fail(404, f"no such endpoint: {self.request.method} {_short(self.request.path)}")
 
 
 class _Health(_Handler):
@@ -177,6 +253,13 @@ class _Health(_Handler):
             # a client caused waits for this to reach 0.
             "in_flight": self.settings["in_flight"](),
         })
+
+
+class _InFlight(_Handler):
+    def get(self) -> None:
+        # What /healthz counts in in_flight, each described: a run names the
+        # request a blackhole held open when its step ended.
+        self.send({"requests": self.settings["held"]()})
 
 
 class _Faults(_Handler):
@@ -192,9 +275,7 @@ class _Faults(_Handler):
         self.send(spec.to_dict(), status=201)
 
     def delete(self) -> None:
-        removed = len(self.faults.specs())
-        self.faults.clear()
-        self.send({"removed": removed})
+        self.send({"removed": self.faults.clear()})
 
 
 class _Fault(_Handler):
@@ -202,7 +283,7 @@ class _Fault(_Handler):
         for spec in self.faults.specs():
             if spec.name == name:
                 return self.send(spec.to_dict())
-        self.fail(404, f"no fault named {name!r}")
+        self.fail(404, f"no fault named {quoted(name)}")
 
     def put(self, name: str) -> None:
         spec = self.spec_from_body(name)
@@ -233,6 +314,17 @@ class _Events(_Handler):
 
     def _int_argument(self, name: str, default: int) -> int:
         raw = self.get_query_argument(name, str(default))
-        if not raw.isdigit():
-            self.fail(400, f"{name}: expected a non-negative integer, got {raw!r}")
+        # At most 18 digits: a cursor is an event id, and int() of a huge string is slow.
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+            self.fail(400, f"{name}: expected a non-negative integer, got {quoted(raw)}")
         return int(raw)
+
+
+class _Metrics(_Handler):
+    def get(self) -> None:
+        metrics: ProxyMetrics | None = self.settings["metrics"]
+        if metrics is None:
+            self.fail(404, "no metrics on this control API")
+        body, content_type = metrics.render(self.request.headers.get("Accept"))
+        self.set_header("Content-Type", content_type)
+        self.finish(body)

@@ -3,22 +3,51 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import tenacity
 
-from chaos.errors import EnvironmentProblem, UsageError
+from chaos.errors import EnvironmentProblem, UsageError, quoted
 from chaos.faults.faultset import DuplicateFault, UnknownFault
 from chaos.proxy.tap import Page
 
 
+def control_base_url(text: str) -> str:
+    """The control API's base URL from "http://HOST:PORT" or plain "HOST:PORT";
+    UsageError for anything else (a path, another scheme, no port)."""
+    text = text.strip().rstrip("/")
+    url = text if "://" in text else f"http://{text}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        port = None
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port is None
+        or parts.path
+        or parts.query
+        or parts.username
+    ):
+        raise UsageError(f"control API address {quoted(text)}: expected HOST:PORT or http://HOST:PORT")
+    return url
+
+
 class ControlClient:
-    def __init__(self, base_url: str, timeout: float = 5.0):
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str, timeout: float = 5.0, token: str | None = None):
+        """base_url: "http://HOST:PORT" or "HOST:PORT" (UsageError otherwise).
+        token: the bearer token of a control API started with hub_control_token_file."""
+        self.base_url = control_base_url(base_url)
         self.timeout = timeout
         self._session = requests.Session()
         # The lab exports HTTPS_PROXY for the mirror; the control API must never go through it.
         self._session.trust_env = False
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self._session.close()
@@ -53,6 +82,21 @@ class ControlClient:
     def events(self, after: int = 0, limit: int = 1000) -> Page:
         body = self._call("GET", f"/events?after={int(after)}&limit={int(limit)}")
         return Page(body["events"], body["next"], body["dropped"])
+
+    def in_flight_requests(self) -> list[dict[str, Any]]:
+        """The requests seen and not yet in the tap, oldest first (GET /inflight)."""
+        return self._call("GET", "/inflight")["requests"]
+
+    def metrics(self) -> str:
+        """The Prometheus text exposition of GET /metrics."""
+        url = self.base_url + "/metrics"
+        try:
+            response = self._session.get(url, timeout=self.timeout)
+        except requests.RequestException as err:
+            raise EnvironmentProblem(f"control API at {self.base_url} unreachable: {err}") from None
+        if not response.ok:
+            raise EnvironmentProblem(f"control API GET /metrics failed: HTTP {response.status_code}")
+        return response.text
 
     def wait_ready(self, deadline_s: float) -> dict[str, Any]:
         """Poll /healthz until it answers or `deadline_s` passes (EnvironmentProblem)."""
@@ -91,6 +135,8 @@ class ControlClient:
             raise DuplicateFault(message)
         if response.status_code == 404:
             raise UnknownFault(message)
+        if response.status_code == 401:
+            raise UsageError(f"control API at {self.base_url}: {message}")
         if 400 <= response.status_code < 500:
             raise UsageError(message)
         raise EnvironmentProblem(f"control API {method} {path} failed: {message}")

@@ -53,6 +53,15 @@ def parse_routes(text: str) -> Mapping[str, Upstream]:
     return MappingProxyType(routes)
 
 
+def parse_roles(text: str) -> tuple[str, ...]:
+    """"registry,auth" -> ("registry", "auth"); "" -> (); ValueError naming an unknown role."""
+    roles = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [role for role in roles if role not in ROUTABLE_ROLES]
+    if unknown:
+        raise ValueError(f"unknown role {unknown[0]!r} (expected one of: {', '.join(ROUTABLE_ROLES)})")
+    return roles
+
+
 def parse_upstream(url: str) -> Upstream:
     """An upstream base URL: scheme, host and explicit port, nothing else."""
     parts = urlsplit(url)
@@ -81,4 +90,6 @@ def apply_route(flow: http.HTTPFlow, upstream: Upstream) -> None:
     request.host = upstream.host
     request.port = upstream.port
     request.host_header = host_header
-    request.headers["X-Forwarded-Proto"] = original_scheme
+    # Lower case: HTTP/2 forbids capitals (mitmproxy would log a line per request
+    # fixing it) and HTTP/1.1 does not care.
+    request.headers["x-forwarded-proto"] = original_scheme

@@ -16,22 +16,26 @@ from typing import Any
 
 EVENT_FIELDS = frozenset(
     {
-        "ts",  # unix time the request started
-        "host",
-        "role",
-        "kind",
-        "repository",
-        "reference",
+        "ts",  # unix time the request started (its first byte reached the proxy)
+        "ts_end",  # unix time it ended: the last response byte went out, or the error
+        "host",  # the host the client addressed
+        "role",  # registry | auth | cdn | other
+        "kind",  # endpoint kind (chaos.vocab.endpoints.KINDS)
+        "repository",  # "library/alpine", or None
+        "reference",  # tag or digest, or None
         "method",
-        "path",
+        "path",  # path and query as the client sent them
         "status",  # int, or None when no response reached the client
         "bytes",  # response body bytes actually sent to the client
-        "fault",  # name of the fault applied, or None
+        "fault",  # names of the faults that acted, comma-separated, or None
         "error",  # mitmproxy's error text, or None
-        "latency_ms",
+        "latency_ms",  # (ts_end - ts) in milliseconds: how long the request was held open
         "client",  # "host:port" of the peer
+        "origin",  # who asked: chaos.vocab.names.ORIGINS, by the listener (hub_origins)
+        "tunnel",  # None, or for a tunnel relayed unopened: {"id", "bytes_up", "closed"} (chaos.proxy.passthrough)
     }
 )
+"""Every event has exactly these keys (plus "id"); docs/control-api.md describes them."""
 
 
 @dataclass(frozen=True)

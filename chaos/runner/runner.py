@@ -193,6 +193,7 @@ class Runner:
         record.seconds = time.monotonic() - started
         record.ended = now_iso()
         record.events = self._own_events(self.tap.step_events(), started_at)
+        record.held = self._held_since(started_at)
         if self.env.lab is not None:
             record.components_down = self.env.lab.problems()
         if cut_short and not kind.judged_when_cut_short:
@@ -227,6 +228,17 @@ class Runner:
             owner = earlier[-1] if earlier else self._starts[0][1]
             owner.events.append(self.journal.redactor.data({**event, "late": True}))
         return own
+
+    def _held_since(self, started_at: float) -> list[dict]:
+        """The requests this step started that were still open when it ended
+        (a blackhole holds them past any wait): the diagnosis names them, and
+        their events join this step, marked late, once they end."""
+        try:
+            held = self.env.control.in_flight_requests()
+        except ChaosError as exc:
+            log.warning(f"step's open requests unknown: {exc}")
+            return []
+        return [request for request in held if request.get("ts", started_at) >= started_at]
 
     def _private_content_findings(self) -> list[dict]:
         """Whatever the scenario asked: is any repository that is private on the

@@ -24,7 +24,8 @@ from urllib.parse import unquote_plus
 
 from mitmproxy import http
 
-from chaos.faults.kind import FaultKind
+from chaos.errors import quoted
+from chaos.faults.kind import FaultKind, free_text
 from chaos.faults.spec import FaultSpecError
 from chaos.faults.hub_errors import balancer_page, endpoint_of, token_error
 from chaos.faults.registry import register
@@ -44,20 +45,20 @@ class AuthDeny(FaultKind):
     class Params:
         mode: str
         status: int | None = None  # unavailable only: a 5xx, default 503
-        details: str | None = None  # bad-credentials, forbidden: replaces the `details` text
+        details: str | None = free_text()  # bad-credentials, forbidden: replaces the `details` text
 
         def __post_init__(self) -> None:
             if self.mode not in MODES:
-                raise FaultSpecError("params.mode", f"unknown mode {self.mode!r} (expected one of: {', '.join(MODES)})")
+                raise FaultSpecError("params.mode", f"unknown mode {quoted(self.mode)} (expected one of: {', '.join(MODES)})")
             if self.status is not None:
                 if self.mode != "unavailable":
-                    raise FaultSpecError("params.status", f"only mode 'unavailable' takes a status, not {self.mode!r}")
+                    raise FaultSpecError("params.status", f"only mode 'unavailable' takes a status, not {quoted(self.mode)}")
                 if not 500 <= self.status <= 599:
                     raise FaultSpecError("params.status", f"must be a 5xx status, got {self.status}")
             if self.details is not None:
                 if self.mode not in ("bad-credentials", "forbidden"):
                     raise FaultSpecError(
-                        "params.details", f"only modes 'bad-credentials' and 'forbidden' take details, not {self.mode!r}"
+                        "params.details", f"only modes 'bad-credentials' and 'forbidden' take details, not {quoted(self.mode)}"
                     )
                 if not self.details.strip():
                     raise FaultSpecError("params.details", "must not be empty")

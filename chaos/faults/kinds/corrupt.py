@@ -45,12 +45,19 @@ class Corrupt(FaultKind):
 
 
 class FlipBytes(BodyFilter):
-    """Invert the byte at offset `first` and, given `every`, each `every` bytes after it."""
+    """Invert the byte at offset `first` and, given `every`, each `every` bytes after it.
+
+    Released (the fault ended), it flips no more: bytes already sent stay as sent.
+    """
 
     def __init__(self, first: int, every: int | None):
-        self._next = first
+        self._next: int | None = first
         self._every = every
         self._offset = 0  # body offset of the next chunk's first byte
+        self.acted = False
+
+    def release(self) -> None:
+        self._next = None
 
     def __call__(self, chunk: bytes) -> bytes:
         end = self._offset + len(chunk)
@@ -60,6 +67,7 @@ class FlipBytes(BodyFilter):
         data = bytearray(chunk)
         while self._next is not None and self._next < end:
             data[self._next - self._offset] ^= 0xFF
+            self.acted = True
             self._next = self._next + self._every if self._every else None
         self._offset = end
         return bytes(data)

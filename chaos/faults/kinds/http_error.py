@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from mitmproxy import http
 
-from chaos.faults.kind import FaultKind
+from chaos.errors import quoted
+from chaos.faults.kind import FaultKind, free_text
 from chaos.faults.spec import FaultSpecError
 from chaos.faults.hub_errors import default_error, endpoint_of, registry_error
 from chaos.vocab.codes import ERROR_CODE
@@ -29,7 +30,7 @@ class HttpError(FaultKind):
     class Params:
         status: int
         code: str | None = None  # UPPER_SNAKE registry error code
-        message: str | None = None
+        message: str | None = free_text()
         retry_after_s: int | None = None  # adds Retry-After (whole seconds)
 
         def __post_init__(self) -> None:
@@ -37,7 +38,7 @@ class HttpError(FaultKind):
                 raise FaultSpecError("params.status", f"must be an error status 400..599, got {self.status}")
             if self.code is not None and not ERROR_CODE.match(self.code):
                 raise FaultSpecError(
-                    "params.code", f"must be an UPPER_SNAKE error code such as UNAVAILABLE, got {self.code!r}"
+                    "params.code", f"must be an UPPER_SNAKE error code such as UNAVAILABLE, got {quoted(self.code)}"
                 )
             if self.message is not None and not self.message.strip():
                 raise FaultSpecError("params.message", "must not be empty")

@@ -6,7 +6,7 @@ spent a manifest GET gets Hub's 429 TOOMANYREQUESTS without going upstream.
 Every manifest GET or HEAD answer carries Hub's headers:
     ratelimit-limit: 100;w=21600
     ratelimit-remaining: 76;w=21600
-    docker-ratelimit-source: 192.0.2.1      (an IP, or the user for logged-in pulls)
+    docker-ratelimit-source: 192.0.2.1      (whose budget: an IP, an origin, or the user)
 
 Window: sliding. A pull stops counting `window_s` seconds after it was made, so
 the budget comes back pull by pull, never all at once at a boundary.
@@ -17,8 +17,11 @@ another fault answered or killed first never reached this one.
 
 Identity (`identity`):
 - auto: the `sub` of the request's Bearer token (read, not verified: it only
-  names whose budget to spend) when it names a user, else the client address,
-  as Hub counts anonymous pulls per IP;
+  names whose budget to spend) when it names a user; else the request's origin
+  (mirror, client, push-registry: the proxy listener it came in on) when the
+  proxy knows it; else the client address. Hub counts anonymous pulls per IP,
+  one budget per machine; in the lab every component shares 127.0.0.1, so the
+  origin stands for the machine;
 - client: always the client address;
 - user: always the token's user; anonymous pulls share one budget, "anonymous".
 
@@ -38,7 +41,10 @@ from typing import Any, Callable
 import jwt
 from mitmproxy import http
 
+from chaos.errors import quoted
+from chaos.faults.flowdata import ORIGIN
 from chaos.faults.kind import FaultKind
+from chaos.faults.match import UNKNOWN
 from chaos.faults.spec import FaultSpecError
 from chaos.faults.hub_errors import endpoint_of, error_document, json_response
 from chaos.vocab.codes import HUB_RATE_LIMIT_MESSAGE, TOOMANYREQUESTS
@@ -69,7 +75,7 @@ class RateLimit(FaultKind):
             if self.identity not in IDENTITIES:
                 raise FaultSpecError(
                     "params.identity",
-                    f"unknown identity {self.identity!r} (expected one of: {', '.join(IDENTITIES)})",
+                    f"unknown identity {quoted(self.identity)} (expected one of: {', '.join(IDENTITIES)})",
                 )
 
     def __init__(self, params: Any, clock: Callable[[], float] = time.monotonic):
@@ -148,6 +154,9 @@ class RateLimit(FaultKind):
                 return user
             if mode == "user":
                 return ANONYMOUS
+            origin = flow.metadata.get(ORIGIN, UNKNOWN)
+            if origin != UNKNOWN:
+                return origin
         peer = flow.client_conn.peername
         return str(peer[0]) if peer else ANONYMOUS
 

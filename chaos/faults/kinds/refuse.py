@@ -4,7 +4,10 @@ Regular proxy mode: a new CONNECT to a matched host gets 502 and the connection
 closes, which is what any HTTP proxy answers when its upstream refuses. On a
 tunnel that was already open when the fault started, and in reverse mode where
 there is no CONNECT, the request's connection is killed before any response
-byte: a keep-alive connection must not outlive the outage.
+byte: a keep-alive connection must not outlive the outage. Over HTTP/2, where
+killing a flow resets only its stream, the whole connection is closed too (so
+the client's next request opens a new tunnel, and meets the 502): other
+requests in flight on it end with it, as they do when Hub goes away.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from mitmproxy import http
 
 from chaos.faults.kind import FaultKind
 from chaos.faults.registry import register
+from chaos.faults.transports import shutdown_connection
 
 
 @register
@@ -29,4 +33,6 @@ class Refuse(FaultKind):
 
     def on_request(self, flow: http.HTTPFlow) -> bool:
         flow.kill()
+        if flow.client_conn.alpn == b"h2":
+            shutdown_connection(flow.client_conn)
         return True

@@ -8,7 +8,10 @@ node or load balancer drops a connection; an RST discards what the client's
 kernel had not yet delivered, so "at most". Where the socket cannot be reached
 (HTTP/2 clients, where a kill resets the stream; other proxy modes) the
 connection is closed instead. The cut comes once the upstream's body has been
-read through, so on a large blob the client waits that long for it.
+read through, so on a large blob the client waits that long for it. With
+`after_bytes` the kind acts on bodies, so, like every body kind, it leaves a
+response without one alone (HEAD, 204, 304, Content-Length 0); with 0 it acts
+on every response.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ class Reset(FaultKind):
         after_bytes: int = 0
 
     def on_response_headers(self, flow: http.HTTPFlow) -> bool:
-        if self.params.after_bytes and has_body(flow):
-            return False  # body_filter cuts later
+        if self.params.after_bytes:
+            return False  # body_filter cuts later, and only a response with a body
         reset_on_close(flow)
         flow.kill()
         return True
@@ -47,7 +50,7 @@ class Reset(FaultKind):
 
 
 class _ResetAfter(CutAfter):
-    ends_response = True
+    cuts = True
 
     async def finish(self, flow: Any, lifetime: Lifetime) -> None:
         reset_on_close(flow)

@@ -35,7 +35,7 @@ class Stall(FaultKind):
 
 
 class _Stalled(CutAfter):
-    ends_response = True
+    cuts = True
 
     def __init__(self, after_bytes: int, stall_ms: int | None):
         super().__init__(after_bytes)

@@ -49,7 +49,7 @@ class Truncate(FaultKind):
 
 
 class _Truncated(CutAfter):
-    ends_response = True
+    cuts = True
 
     async def finish(self, flow: Any, lifetime: Lifetime) -> None:
         flow.kill()

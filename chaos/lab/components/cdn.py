@@ -1,6 +1,8 @@
 """The blob CDN (python -m chaos.lab.cdn_service): what
 production.cloudflare.docker.com is to Hub, serving the hub registry's storage
-to the signed URLs the fault proxy's redirects carry."""
+to the signed URLs the fault proxy's redirects carry; over TLS for that host
+name when given a certificate (chaos.proxy.upstream_tls), so the fault proxy
+can relay CDN tunnels unopened while no fault could match them."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import sys
 from pathlib import Path
 
 from chaos.lab.components.launch import LOOPBACK, Launch, clean_env, http_ok, loopback_url
+from chaos.proxy.upstream_tls import ServerCert
 
 
 def write_secret(path: Path) -> Path:
@@ -22,14 +25,19 @@ def write_secret(path: Path) -> Path:
     return path
 
 
-def blob_cdn(*, port: int, storage: Path, secret_file: Path, log_path: Path, request_log: Path | None = None) -> Launch:
+def blob_cdn(*, port: int, storage: Path, secret_file: Path, log_path: Path, request_log: Path | None = None,
+             tls: ServerCert | None = None) -> Launch:
     """storage: the hub registry's filesystem root. request_log: where its
-    one line per request goes (default: its own log, with everything else)."""
-    url = loopback_url(port)
+    one line per request goes (default: its own log, with everything else).
+    tls: serve TLS with this certificate (its url is then https://)."""
+    url = loopback_url(port, "https" if tls else "http")
     argv = (
         sys.executable, "-m", "chaos.lab.cdn_service", "--storage", str(storage),
         "--secret-file", str(secret_file), "--host", LOOPBACK, "--port", str(port),
     )  # fmt: skip
     if request_log is not None:
         argv += ("--log", str(request_log))
-    return Launch("cdn", argv, http_ok(f"{url}/healthz"), log_path, url=url, env=clean_env())
+    if tls is not None:
+        argv += ("--tls-cert", str(tls.cert_file), "--tls-key", str(tls.key_file))
+    ready = http_ok(f"{url}/healthz", verify=str(tls.ca_file) if tls else True)
+    return Launch("cdn", argv, ready, log_path, url=url, env=clean_env())

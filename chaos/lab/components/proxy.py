@@ -41,6 +41,16 @@ TRANSFER_TUNING = (
 PROXY_TUNING = CONNECTION_TUNING + TRANSFER_TUNING
 """How the lab runs mitmdump besides its addon options."""
 
+ADDON_TUNING = (
+    # The mirror's many small registry and token requests share one HTTP/2
+    # connection instead of a CONNECT and two TLS handshakes each (a cold pull
+    # through the proxy opened ~20 registry connections over HTTP/1.1); CDN
+    # downloads stay HTTP/1.1 (relayed unopened, or intercepted for a fault:
+    # cheaper per byte, and a reset fault is a TCP reset). docs/benchmarks.md.
+    "--set", "hub_http2_roles=registry,auth",
+)  # fmt: skip
+"""The addon options the lab sets besides routes, secret, origins and control."""
+
 ORIGINS_OPTION = "hub_origins"
 """The addon option naming each listener's origin, as ORIGIN=PORT pairs
 (origins_value). mitmproxy keeps a --set for an option no addon declares
@@ -100,6 +110,7 @@ def fault_proxy(
     name: str = "proxy",
     extra: Sequence[str] = (),
     origins: Mapping[str, int] | None = None,
+    upstream_ca: Path | None = None,
 ) -> Launch:
     """routes: role (registry, auth, cdn) -> URL it is served at (`hub_routes`).
     cdn_secret_file: the secret the proxy signs CDN redirects with (and the
@@ -107,7 +118,12 @@ def fault_proxy(
     extra: more mitmdump arguments, after the lab's own.
     origins: origin (chaos.vocab.names.ORIGINS) -> a port of its own; `port`
     is then one of them (the launch's url: the client's listener, say). All
-    ports must differ. None: one listener on `port`, which names no origin."""
+    ports must differ. None: one listener on `port`, which names no origin.
+    upstream_ca: the CA that upstreams serving TLS (the lab's CDN) are trusted by,
+    when the proxy intercepts them (ssl_verify_upstream_trusted_ca). When it is
+    this proxy's own CA (ca_file(confdir)), the clients trust those upstreams
+    too, and the proxy relays their tunnels unopened while no fault could match
+    them (hub_passthrough: the bulk of a pull's bytes never decrypted)."""
     listeners = dict(origins or {})
     if listeners:
         if port not in listeners.values():
@@ -122,8 +138,13 @@ def fault_proxy(
         *head,
         *PROXY_TUNING,
         "-s", str(ADDON),
+        *ADDON_TUNING,
         "--set", f"hub_routes={routes_value(routes)}",
     ]  # fmt: skip
+    if upstream_ca is not None:
+        argv += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
+        if Path(upstream_ca) == ca_file(confdir):
+            argv += ["--set", "hub_passthrough=true"]
     if cdn_secret_file is not None:
         # Blob GETs answer 307 to the CDN host, as Hub's do, with URLs the CDN can check.
         argv += ["--set", f"hub_cdn_secret_file={cdn_secret_file}"]
