@@ -339,6 +339,13 @@ def test_the_client_takes_host_port_or_a_url(text, expected):
     assert control_base_url(text) == expected
 
 
+@pytest.mark.parametrize("text", ["http://:s3cret@127.0.0.1:1", "user:s3cret@127.0.0.1:1", "http://u@127.0.0.1:1"])
+def test_an_address_carrying_credentials_is_refused_without_echoing_them(text):
+    with pytest.raises(UsageError, match="no user or password") as caught:
+        ControlClient(text)
+    assert "s3cret" not in str(caught.value)
+
+
 @pytest.mark.parametrize("text", ["127.0.0.1", "ftp://127.0.0.1:1", "http://127.0.0.1:1/api", "http://:1", "127.0.0.1:x"])
 def test_the_client_refuses_other_addresses_as_usage_errors(text):
     with pytest.raises(UsageError, match="expected HOST:PORT or http://HOST:PORT"):

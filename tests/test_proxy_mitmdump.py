@@ -500,3 +500,22 @@ def test_refuse_closes_an_http2_connection_so_the_next_request_meets_the_refused
             ("CONNECT", 502, "hub-down"),  # so the third request needed a new tunnel
         ]
 
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl (an HTTP/2 client)")
+def test_a_refuse_narrowed_to_some_requests_leaves_an_http2_connection_to_the_others(tmp_path, upstream):
+    fault = '[{"name": "no-manifests", "kind": "refuse", "match": {"endpoints": ["manifest"]}}]'
+    extra = ("--set", "http2=false", "--set", "hub_http2_roles=registry", "--set", f"hub_faults={fault}")
+    with Mitmdump(tmp_path, upstream.server_port, extra=extra) as proxy:
+        result = subprocess.run(
+            ["curl", "-s", "--http2", "--max-time", "10", "-x", f"http://127.0.0.1:{proxy.port}",
+             "--cacert", str(proxy.confdir / "mitmproxy-ca-cert.pem"), "-w", "%{num_connects} ",
+             "-o", "/dev/null", f"{REGISTRY}/v2/library/alpine/manifests/3", "-o", "/dev/null", f"{REGISTRY}/v2/"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert result.stdout.split() == ["1", "0"]  # the second request opened no connection
+        events = proxy.control.events(after=0).events
+        assert [(e["kind"], e["status"], e["fault"]) for e in events] == [
+            ("manifest", None, "no-manifests"),  # its stream reset
+            ("ping", 200, None),  # on the same connection, which stayed up
+        ]
+

@@ -44,6 +44,13 @@ def tunnel(**overrides):
     return Tunnel(**(fields | overrides))
 
 
+def handshaken(t: Tunnel, now: float = 100.0) -> Tunnel:
+    """A TLS 1.3 handshake's first two turns: ClientHello, the server's flight."""
+    t.client_data(517, now)
+    t.upstream_data(2500, now)
+    return t
+
+
 # -- the bookkeeping ---------------------------------------------------------------
 
 
@@ -75,12 +82,42 @@ def test_a_doomed_tunnel_lets_a_request_begun_before_the_fault_finish():
 
 
 def test_a_doomed_tunnel_refuses_the_next_request():
-    t = tunnel()
-    t.client_data(100, 100.0)
+    t = handshaken(tunnel())
+    t.client_data(100, 100.0)  # Finished and the first request
     t.upstream_data(5000, 100.02)
     t.doomed = True
     assert not t.client_data(100, 100.03)  # a new request: it must meet the fault
-    assert t.bytes_up == 100  # and is not counted as relayed
+    assert t.bytes_up == 617  # and is not counted as relayed
+
+
+def test_a_tunnel_doomed_during_its_handshake_carries_its_first_request_only():
+    # Its CONNECT came before the fault: so did its first request.
+    t = tunnel()
+    assert t.busy and not t.idle  # from the CONNECT on, never closed as idle before a request
+    t.client_data(517, 100.0)
+    t.doomed = True
+    t.upstream_data(2500, 100.01)
+    assert t.client_data(80, 100.02)  # Finished
+    assert t.client_data(300, 100.02)  # and the first request
+    t.upstream_data(5000, 100.05)
+    assert not t.client_data(300, 100.06)  # the second request: refused
+
+
+def test_bytes_after_the_tunnel_closed_are_not_counted():
+    t = handshaken(tunnel())
+    t.close(100.1)
+    assert not t.upstream_data(1000, 100.2) and not t.client_data(10, 100.2)
+    assert (t.bytes_up, t.bytes_down, t.period) == (517, 2500, None)
+
+
+def test_a_relay_that_failed_says_so_on_the_last_period_even_after_bytes():
+    t = handshaken(tunnel())
+    t.client_data(100, 100.0)
+    t.upstream_data(50_000, 100.1)
+    t.error = "relay: Connection reset by peer"
+    period = t.close(100.2)
+    event = tunnel_event(t, period, kind="blob")
+    assert (event["status"], event["error"]) == (200, "relay: Connection reset by peer")
 
 
 def test_closing_reports_the_open_period_but_not_a_trailing_close_alert():
@@ -125,6 +162,9 @@ def test_the_event_says_what_a_relayed_tunnel_can_show_and_counts_as_a_blob_down
 def test_dooming_returns_only_the_idle_tunnels_it_could_match():
     tunnels = Tunnels()
     idle, busy, other = tunnel(id=1), tunnel(id=2), tunnel(id=3, origin="client")
+    for t in (idle, other):  # one exchange, answered and gone quiet
+        handshaken(t)
+        t.tick(100.0 + QUIET_S)
     busy.client_data(10, 100.0)
     for t in (idle, busy, other):
         tunnels.add(t, f"conn-{t.id}")
@@ -233,6 +273,8 @@ def test_the_layer_closes_a_doomed_tunnel_instead_of_forwarding_a_new_request():
     d = Driven(t)
     d.start()
     client, server = d.context.client, d.context.server
+    d.send(events.DataReceived(client, b"hello"))
+    d.send(events.DataReceived(server, b"server hello"))
     d.send(events.DataReceived(client, b"GET 1"))
     d.send(events.DataReceived(server, b"answer 1"))
     t.doomed = True
@@ -240,7 +282,7 @@ def test_the_layer_closes_a_doomed_tunnel_instead_of_forwarding_a_new_request():
     assert sent(out, server) == []
     assert set(closed(out)) == {client, server}
     assert d.ended == [t] and t.closed
-    assert [p.bytes_up for p in d.reported] == [5]  # the answered exchange, not the refused request
+    assert [p.bytes_up for p in d.reported] == [10]  # the answered exchange, not the refused request
 
 
 def test_the_layer_closes_a_doomed_idle_tunnel_at_its_next_tick():

@@ -47,7 +47,8 @@ class ActiveFault:
 
     def __init__(self, spec: FaultSpec, clock: Callable[[], float]):
         self.spec = spec
-        self.kind: FaultKind = kinds()[spec.kind](spec.params)  # holds any per-fault state a kind keeps
+        # The kind holds any per-fault state it keeps.
+        self.kind: FaultKind = kinds()[spec.kind](spec.params, whole_connections=spec.match.whole_connections)
         self.trigger = TriggerState(spec.trigger, clock())
         self.lifetime = Lifetime(spec.expires_at, clock)
         self.applied = 0

@@ -52,8 +52,11 @@ class FaultKind:
     Params: ClassVar[type] = NoParams
     hold_request: ClassVar[Callable[..., typing.Awaitable[bool]] | None] = None
 
-    def __init__(self, params: Any):
+    def __init__(self, params: Any, *, whole_connections: bool = True):
         self.params = params
+        # The fault's match takes whole connections (Match.whole_connections):
+        # a kind may then act on a connection, not only on the request.
+        self.whole_connections = whole_connections
 
     def on_connect(self, flow: Any) -> bool:
         return False

@@ -39,6 +39,12 @@ class Match:
     clients: tuple[str, ...] = ()
     origins: tuple[str, ...] = ()  # chaos.vocab.names.ORIGINS
 
+    @property
+    def whole_connections(self) -> bool:
+        """Whether it matches connections as a whole (CONNECTs too): nothing
+        narrows it to some requests of a connection."""
+        return not (self.endpoints or self.methods or self.repository)
+
     def matches(
         self, host: str, method: str, endpoint: Endpoint, client: str | None = None, origin: str = UNKNOWN
     ) -> bool:

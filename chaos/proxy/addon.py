@@ -675,7 +675,10 @@ def load_fault_specs(value: str) -> list[FaultSpec]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ValueError(f"not JSON/YAML: {err}") from None
+        # PyYAML's own text quotes the offending line, which may hold a secret: say where, not what.
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"not JSON/YAML{where}: {getattr(err, 'problem', None) or type(err).__name__}") from None
     except (ValueError, RecursionError) as err:  # an integer too long to convert; nesting too deep
         raise ValueError(f"not a fault list: {type(err).__name__}") from None
     if not isinstance(data, list):
@@ -693,12 +696,20 @@ def load_fault_specs(value: str) -> list[FaultSpec]:
     return specs
 
 
+SECRET_BEARING_OPTIONS = ("hub_faults",)
+"""Options whose inline value may hold a scenario's words (an error message):
+their errors name the value's length, never quote it."""
+
+
 def _parsed(option: str, value: Any, parse: Callable[[Any], Any]) -> Any:
     """parse(value), or HubOptionsError quoting the option's value and the reason."""
     try:
         return parse(value)
     except ValueError as err:
-        raise HubOptionsError(f"Cannot use {option} option {quoted(value, 200)}: {err}") from None
+        shown = quoted(value, 200)
+        if option in SECRET_BEARING_OPTIONS and isinstance(value, str) and (value.lstrip().startswith(("[", "-")) or "\n" in value):
+            shown = f"(inline, {len(value)} characters)"
+        raise HubOptionsError(f"Cannot use {option} option {shown}: {err}") from None
 
 
 def _check_listeners(origins: dict[int, str], options: Any) -> None:

@@ -18,6 +18,9 @@ def control_base_url(text: str) -> str:
     UsageError for anything else (a path, another scheme, no port)."""
     text = text.strip().rstrip("/")
     url = text if "://" in text else f"http://{text}"
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        # Not echoed: whatever precedes the @ is a credential.
+        raise UsageError("control API address: no user or password in it (user:password@...); the API takes a token")
     try:
         parts = urlsplit(url)
         port = parts.port

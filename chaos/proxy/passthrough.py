@@ -82,6 +82,12 @@ TICK_S = 0.05
 
 CLIENT, UPSTREAM = "client", "upstream"
 
+FIRST_REQUEST_TURNS = 2
+"""A TLS 1.3 client's turns up to its first request: the ClientHello, then its
+Finished and the request. A doomed tunnel refuses the client's next turn after
+these (a TLS 1.2 client, with one more handshake turn, has its first request
+refused: a fresh connection closed, which the client sees as a network error)."""
+
 
 @dataclass
 class Period:
@@ -113,12 +119,19 @@ class Tunnel:
     period: Period | None = None
     bytes_up: int = 0
     bytes_down: int = 0
+    client_turns: int = 0  # times the client spoke after silence or the upstream's answer
     periods: int = 0  # periods reported so far
     doomed: bool = False
     closed: bool = False
     error: str | None = None
     # The relay threads and the event loop both update it: every method below runs under it.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Busy from the CONNECT on: its client is about to send its first
+        # request, which began before any fault switched on meanwhile, so a
+        # new tunnel is never closed as idle before it carried one.
+        self.period = Period(started=self.opened, last=self.opened)
 
     @property
     def busy(self) -> bool:
@@ -130,17 +143,29 @@ class Tunnel:
         return self.period is None and not self.closed
 
     def client_data(self, size: int, now: float) -> bool:
-        """The client sent `size` bytes; False when they must not be forwarded:
-        the tunnel is doomed and the client starts a new exchange."""
-        if self.doomed and self.turn == UPSTREAM:
+        """The client sent `size` bytes; False when they must not be forwarded
+        (nor counted): the tunnel is closed, or doomed and the client starts a
+        new request. The client's first two turns are TLS's ClientHello and
+        its Finished with the first request (TLS 1.3): that request began
+        before the fault, with its CONNECT."""
+        if self.closed:
             return False
+        if self.turn != CLIENT:
+            if self.doomed and self.turn == UPSTREAM and self.client_turns >= FIRST_REQUEST_TURNS:
+                return False
+            self.client_turns += 1
         self._count(size, 0, now)
         self.turn = CLIENT
         return True
 
-    def upstream_data(self, size: int, now: float) -> None:
+    def upstream_data(self, size: int, now: float) -> bool:
+        """The upstream sent `size` bytes, delivered to the client; False
+        (not counted) when the tunnel was closed meanwhile."""
+        if self.closed:
+            return False
         self._count(0, size, now)
         self.turn = UPSTREAM
+        return True
 
     def _count(self, up: int, down: int, now: float) -> None:
         if self.period is None:
@@ -196,7 +221,8 @@ def tunnel_event(tunnel: Tunnel, period: Period, *, kind: str) -> dict[str, Any]
         "status": 200 if answered else None,
         "bytes": period.bytes_down,
         "fault": None,
-        "error": None if answered else tunnel.error,
+        # A relay that failed (a CDN reset mid-blob) says so on the tunnel's last period.
+        "error": tunnel.error if tunnel.closed or not answered else None,
         "latency_ms": round((period.last - period.started) * 1000, 3),
         "client": tunnel.client,
         "origin": tunnel.origin,
@@ -232,11 +258,14 @@ class Tunnels:
         """Doom every open tunnel `could_match`; return the idle ones among
         them (to close now) with their client connections."""
         idle = []
-        for tunnel, client_conn in self.open.values():
-            if not tunnel.closed and could_match(tunnel):
-                tunnel.doomed = True
-                if tunnel.idle:
-                    idle.append((tunnel, client_conn))
+        for tunnel, client_conn in list(self.open.values()):
+            if could_match(tunnel):
+                with tunnel.lock:  # the relay threads read doomed and move the period
+                    if tunnel.closed:
+                        continue
+                    tunnel.doomed = True
+                    if tunnel.idle:
+                        idle.append((tunnel, client_conn))
         return idle
 
 
@@ -303,8 +332,8 @@ class PassThroughLayer(layer.Layer):
                         self.metrics.tunnels.labels("splice" if self.spliced else "proxy").inc()
             else:
                 with tunnel.lock:
-                    tunnel.upstream_data(len(event.data), self.clock())
-                if self._down is not None:
+                    counted = tunnel.upstream_data(len(event.data), self.clock())
+                if counted and self._down is not None:
                     self._down.inc(len(event.data))
                 yield commands.SendData(self.context.client, event.data)
         elif isinstance(event, events.ConnectionClosed):
@@ -349,6 +378,11 @@ SPLICE = hasattr(os, "splice") and hasattr(select, "poll")
 PIPE_BYTES = 1 << 20  # splice(2) moves at most a pipe's capacity at a time
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+POLL_MS = 1000  # every wait for a socket looks up this often (a stop, the idle deadline)
+IDLE_TIMEOUT_S = 600.0
+"""A spliced tunnel with no byte either way for this long is closed, as mitmproxy
+closes its own idle connections (its layer's clock ticks would otherwise keep
+such a tunnel, two threads and its sockets, for ever)."""
 
 
 class SpliceRelay:
@@ -374,6 +408,7 @@ class SpliceRelay:
         self._stopping = False
         self._running = 2
         self._lock = threading.Lock()
+        self._last_moved = time.monotonic()  # either direction: a tunnel idle this long is dropped
 
     @classmethod
     def take_over(cls, relaying: PassThroughLayer) -> SpliceRelay | None:
@@ -411,8 +446,13 @@ class SpliceRelay:
             (self.client, self.upstream, True, "up"), (self.upstream, self.client, False, "down"),
         ):
             counter = self.counted.labels(direction) if self.counted is not None else None
-            threading.Thread(target=self._pump, args=(source, target, from_client, counter),
-                             name=f"{name} {direction}", daemon=True).start()
+            try:
+                threading.Thread(target=self._pump, args=(source, target, from_client, counter),
+                                 name=f"{name} {direction}", daemon=True).start()
+            except RuntimeError as err:  # no thread to be had: end the tunnel, never leave it paused
+                self._failed(OSError(f"cannot start a relay thread: {err}"))
+                self.stop()
+                self._exited()
 
     def stop(self) -> None:
         """Shut both sockets down (at once: the peers see the close now); the threads then end."""
@@ -424,54 +464,82 @@ class SpliceRelay:
                 pass  # already closed by its peer
 
     def _pump(self, source: socket.socket, target: socket.socket, from_client: bool, counter: Any) -> None:
-        read_end, write_end = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        # Whatever happens here, the tunnel ends: both sockets shut, mitmproxy reading again.
         try:
+            read_end, write_end = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             try:
-                fcntl.fcntl(write_end, _F_SETPIPE_SZ, PIPE_BYTES)
-            except OSError:
-                pass  # the default 64 KiB works too, in more steps
-            readable, writable = select.poll(), select.poll()
-            readable.register(source.fileno(), select.POLLIN)
-            writable.register(target.fileno(), select.POLLOUT)
-            while not self._stopping:
-                readable.poll()
-                try:
-                    size = os.splice(source.fileno(), write_end, PIPE_BYTES, flags=_SPLICE_FLAGS)
-                except BlockingIOError:
-                    continue
-                except OSError as err:
-                    self._failed(err)
-                    break
-                if size == 0:
-                    break  # the peer closed
-                with self.tunnel.lock:
-                    if from_client:
-                        forward = self.tunnel.client_data(size, self.clock())
-                    else:
-                        self.tunnel.upstream_data(size, self.clock())
-                        forward = True
-                if not forward:
-                    break  # doomed: this request must meet the fault
-                if counter is not None:
-                    counter.inc(size)
-                if not self._drain(read_end, target, size, writable):
-                    break
+                self._relay(source, target, from_client, counter, read_end, write_end)
+            finally:
+                os.close(read_end)
+                os.close(write_end)
+        except OSError as err:
+            self._failed(err)
         finally:
-            os.close(read_end)
-            os.close(write_end)
             self.stop()
             self._exited()
 
-    def _drain(self, read_end: int, target: socket.socket, size: int, writable: Any) -> bool:
-        while size:
+    def _relay(self, source: socket.socket, target: socket.socket, from_client: bool, counter: Any,
+               read_end: int, write_end: int) -> None:
+        try:
+            fcntl.fcntl(write_end, _F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:
+            pass  # the default 64 KiB works too, in more steps
+        readable, writable = select.poll(), select.poll()
+        readable.register(source.fileno(), select.POLLIN)
+        writable.register(target.fileno(), select.POLLOUT)
+        while not self._stopping:
+            if not readable.poll(POLL_MS):
+                if self._idle_for() > IDLE_TIMEOUT_S:
+                    self._failed(OSError(f"no byte either way for {IDLE_TIMEOUT_S:g} s"))
+                    return
+                continue
             try:
-                size -= os.splice(read_end, target.fileno(), size, flags=_SPLICE_FLAGS)
+                size = os.splice(source.fileno(), write_end, PIPE_BYTES, flags=_SPLICE_FLAGS)
             except BlockingIOError:
-                writable.poll()
+                continue
+            if size == 0:
+                return  # the peer closed
+            self._moved()
+            if from_client:
+                with self.tunnel.lock:
+                    forward = self.tunnel.client_data(size, self.clock())
+                if not forward:
+                    return  # doomed: this request must meet the fault
+                if counter is not None:
+                    counter.inc(size)
+                self._drain(read_end, target, size, writable)
+            else:
+                # Counted once delivered: bytes the client never got are not its download.
+                delivered = self._drain(read_end, target, size, writable)
+                with self.tunnel.lock:
+                    counted = self.tunnel.upstream_data(delivered, self.clock()) if delivered else False
+                if counted and counter is not None:
+                    counter.inc(delivered)
+                if delivered < size:
+                    return
+
+    def _drain(self, read_end: int, target: socket.socket, size: int, writable: Any) -> int:
+        """Move `size` bytes from the pipe to `target`; the bytes moved (fewer
+        when the target failed, stalled past IDLE_TIMEOUT_S or the relay stopped)."""
+        moved = 0
+        while moved < size and not self._stopping:
+            try:
+                moved += os.splice(read_end, target.fileno(), size - moved, flags=_SPLICE_FLAGS)
+                self._moved()
+            except BlockingIOError:
+                if not writable.poll(POLL_MS) and self._idle_for() > IDLE_TIMEOUT_S:
+                    self._failed(OSError(f"the peer took no byte for {IDLE_TIMEOUT_S:g} s"))
+                    break
             except OSError as err:
                 self._failed(err)
-                return False
-        return True
+                break
+        return moved
+
+    def _moved(self) -> None:
+        self._last_moved = time.monotonic()
+
+    def _idle_for(self) -> float:
+        return time.monotonic() - self._last_moved
 
     def _failed(self, err: OSError) -> None:
         if not self._stopping:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import http
 
@@ -26,8 +27,8 @@ class Latency(FaultKind):
         delay_ms: int
         jitter_ms: int = 0
 
-    def __init__(self, params: Params):
-        super().__init__(params)
+    def __init__(self, params: Params, **framework: Any):
+        super().__init__(params, **framework)
         self._random = random.Random()
 
     async def hold_request(self, flow: http.HTTPFlow, lifetime: Lifetime) -> bool:

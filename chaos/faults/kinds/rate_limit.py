@@ -78,8 +78,8 @@ class RateLimit(FaultKind):
                     f"unknown identity {quoted(self.identity)} (expected one of: {', '.join(IDENTITIES)})",
                 )
 
-    def __init__(self, params: Any, clock: Callable[[], float] = time.monotonic):
-        super().__init__(params)
+    def __init__(self, params: Any, clock: Callable[[], float] = time.monotonic, **framework: Any):
+        super().__init__(params, **framework)
         self.clock = clock
         self._pulls: dict[str, deque[float]] = {}
         # Per instance, so a flow in flight when the fault was replaced never

@@ -7,16 +7,22 @@ there is no CONNECT, the request's connection is killed before any response
 byte: a keep-alive connection must not outlive the outage. Over HTTP/2, where
 killing a flow resets only its stream, the whole connection is closed too (so
 the client's next request opens a new tunnel, and meets the 502): other
-requests in flight on it end with it, as they do when Hub goes away.
+requests in flight on it end with it, as they do when Hub goes away. A refuse
+narrowed to some requests (endpoints, methods, a repository) resets only
+theirs: it never takes down requests it does not match.
 """
 
 from __future__ import annotations
+
+import logging
 
 from mitmproxy import http
 
 from chaos.faults.kind import FaultKind
 from chaos.faults.registry import register
 from chaos.faults.transports import shutdown_connection
+
+log = logging.getLogger(__name__)
 
 
 @register
@@ -33,6 +39,6 @@ class Refuse(FaultKind):
 
     def on_request(self, flow: http.HTTPFlow) -> bool:
         flow.kill()
-        if flow.client_conn.alpn == b"h2":
-            shutdown_connection(flow.client_conn)
+        if flow.client_conn.alpn == b"h2" and self.whole_connections and not shutdown_connection(flow.client_conn):
+            log.info("hub-chaos: refuse: an HTTP/2 connection could not be closed; only its stream was reset")
         return True
