@@ -5,11 +5,13 @@ Hub-shaped (bench/_hubshaped.py): a manifest GET to the registry, then a blob
 GET answered 307 and followed to the CDN. `--clients` threads (default 64),
 each with its own keep-alive session, start together and each does
 `--rounds` pulls of its own repository, one after the other; a warm-up round
-first (connections, certificates). Two arms, alternated round by round:
+first (connections, certificates). Three arms, their order rotated round by round:
 
   direct   the hub and CDN themselves (the hub redirects to the CDN on 127.0.0.1)
   proxied  through the lab's fault proxy (no fault active: the CDN tunnels are
-           relayed unopened; registry requests intercepted; the lab patch's options)
+           relayed unopened; registry requests intercepted; the lab's options)
+  floor    plain mitmdump with a bare routing script (bench/_router.py), as in
+           passthrough.py: what mitmproxy itself adds, before any addon
 
 Per pull: the time from the manifest request to the blob's last byte. The
 figure is the added p50 (proxied p50 - direct p50); every error is counted.
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chaos.images.synth import build_image  # noqa: E402
 from chaos.proxy.control_client import ControlClient  # noqa: E402
-from chaos.vocab.hub import REGISTRY_URL  # noqa: E402
+from chaos.vocab.hub import CDN_HOST, REGISTRY_URL  # noqa: E402
 
 from _hubshaped import HubShaped  # noqa: E402
 from _stack import Stack, run_in_scratch, seed  # noqa: E402
@@ -112,13 +114,16 @@ def run(args: argparse.Namespace, root: Path) -> dict:
             seed(direct_hub, shaped.ca_file, repository, "latest", image)
             images.append((repository, image.layers[0].digest, image.layers[0].size))
         proxy = shaped.fault_proxy("proxied", lab_hub, extra=tuple(x for item in LAB_OPTIONS.split() for x in ("--set", item)))
-        arms = {"direct": (direct_hub, None), "proxied": (REGISTRY_URL, proxy.url)}
-        sessions = {arm: [_session(url, shaped.ca_file, args.clients) for _ in range(args.clients)]
-                    for arm, (_, url) in arms.items()}
+        floor = shaped.floor_proxy("floor", shaped.hub("hub-floor", redirect_to=f"https://{CDN_HOST}"))
+        arms = {"direct": (direct_hub, None, shaped.ca_file), "proxied": (REGISTRY_URL, proxy.url, proxy.ca_file),
+                "floor": (REGISTRY_URL, floor.url, floor.ca_file)}
+        sessions = {arm: [_session(url, ca_file, args.clients) for _ in range(args.clients)]
+                    for arm, (_, url, ca_file) in arms.items()}
         times = {arm: [] for arm in arms}
         errors = {arm: [] for arm in arms}
+        names = list(arms)
         for round_no in range(args.rounds + 1):
-            for arm in (list(arms) if round_no % 2 else list(arms)[::-1]):
+            for arm in names[round_no % len(names):] + names[:round_no % len(names)]:
                 base = arms[arm][0]
                 wave_times, wave_errors = _wave(sessions[arm], base, images)
                 label = "warm-up" if round_no == 0 else f"round {round_no}"
@@ -139,6 +144,7 @@ def run(args: argparse.Namespace, root: Path) -> dict:
         figures[arm] = {"pulls": len(values), "p50_ms": _percentile(values, 0.5) * 1000, "p99_ms": _percentile(values, 0.99) * 1000}
     figures["added_p50_ms"] = figures["proxied"]["p50_ms"] - figures["direct"]["p50_ms"]
     figures["added_p99_ms"] = figures["proxied"]["p99_ms"] - figures["direct"]["p99_ms"]
+    figures["floor_added_p50_ms"] = figures["floor"]["p50_ms"] - figures["direct"]["p50_ms"]
     return figures
 
 
@@ -146,9 +152,9 @@ def report(figures: dict) -> str:
     return "\n".join([
         f"{figures['clients']} concurrent manifest+blob pulls ({figures['blob_bytes']} byte blobs), {figures['rounds']} rounds",
         *(f"{arm:8} p50 {figures[arm]['p50_ms']:7.1f} ms  p99 {figures[arm]['p99_ms']:7.1f} ms  errors {figures['errors'][arm]}"
-          for arm in ("direct", "proxied")),
+          for arm in ("direct", "proxied", "floor")),
         f"added by the proxy: p50 {figures['added_p50_ms']:+.1f} ms, p99 {figures['added_p99_ms']:+.1f} ms;"
-        f" errors {figures['errors']['proxied']}",
+        f" errors {figures['errors']['proxied']}; plain mitmdump adds p50 {figures['floor_added_p50_ms']:+.1f} ms",
     ])
 
 

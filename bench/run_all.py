@@ -103,9 +103,11 @@ def render_scenario_wall(f: dict) -> list[str]:
 def render_concurrency(f: dict) -> list[str]:
     return [f"{f['clients']} clients, {f['rounds']} rounds, {f['blob_bytes'] // 1024} KiB blobs:", "",
             "| arm | p50 | p99 | errors |", "| --- | ---: | ---: | ---: |",
-            *(f"| {arm} | {f[arm]['p50_ms']:.1f} ms | {f[arm]['p99_ms']:.1f} ms | {f['errors'][arm]} |" for arm in ("direct", "proxied")),
+            *(f"| {arm} | {f[arm]['p50_ms']:.1f} ms | {f[arm]['p99_ms']:.1f} ms | {f['errors'][arm]} |"
+              for arm in ("direct", "proxied", "floor") if arm in f),
             "", f"Added by the proxy: **p50 {f['added_p50_ms']:+.1f} ms**, p99 {f['added_p99_ms']:+.1f} ms;"
-            f" errors through the proxy: **{f['errors']['proxied']}**; in flight afterwards: {f['proxy_in_flight_after']}."]
+            f" errors through the proxy: **{f['errors']['proxied']}**; in flight afterwards: {f['proxy_in_flight_after']}."
+            + (f" Plain mitmdump (floor) adds p50 {f['floor_added_p50_ms']:+.1f} ms." if "floor_added_p50_ms" in f else "")]
 
 
 def render_rss(f: dict) -> list[str]:
