@@ -10,10 +10,12 @@ TEST_STAMP := $(VENV)/.installed-test
 demo: demo-packages $(STAMP)
 	$(VENV)/bin/chaos run scenarios/hub-down.yaml
 
+# Two workers, each taking whole files (their module fixtures start labs and
+# daemons once): about 5 minutes on 2 cores, where one worker takes 9.
 test: test-packages $(TEST_STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
-# Every benchmark (about 25 minutes, the 10-minute soak included; SOAK_MINUTES=2
+# Every benchmark (about 15 minutes, the 10-minute soak included; SOAK_MINUTES=2
 # for less): figures rewritten in docs/benchmarks.md, the summary's last line
 # the pass-through ratio. bench-passthrough: that ratio alone, in under five minutes.
 SOAK_MINUTES ?= 10
