@@ -88,7 +88,7 @@ def render_lab_up(f: dict) -> list[str]:
             + " ".join(f"{t:.2f}" for t in inproc["up_s"]) + " |",
             f"| `python -m chaos lab up` / `lab down` | {cli['median_up_s']:.2f} s | {cli['median_down_s']:.2f} s | "
             + " ".join(f"{t:.2f}" for t in cli["up_s"]) + " |",
-            "", f"Where the in-process start goes (median s, each component from its start until it answers): {steps}."]
+            "", f"Where the in-process start goes (median s, each component from its start until the lab saw it ready; they overlap, and a component started beside the seeding is looked at after it): {steps}."]
 
 
 def render_scenario_wall(f: dict) -> list[str]:

@@ -148,6 +148,7 @@ class Lab:
         self.accounts: Accounts | None = None
         # How each component was launched, so `restart` starts it exactly the same way.
         self._launches: dict[str, Launch] = {}
+        self._starting: list[str] = []  # started with wait=False, not yet seen ready
         self._left_running = False
         self._stopped = False
 
@@ -209,18 +210,27 @@ class Lab:
             make_scratch(self.paths.scratch, self.paths.root)
             for folder in (self.paths.logs, self.paths.hub_storage, self.paths.proxy_confdir):
                 folder.mkdir(parents=True, exist_ok=True)
+            # Hub, auth, CDN and proxy need nothing of each other to start (the
+            # proxy's routes are addresses chosen before, the CDN's certificate
+            # is made before mitmdump starts), so they start side by side, and
+            # the images go to the hub itself while mitmdump imports (~0.7 s):
+            # the lab is ready in about the time of the slowest.
             self._start_hub(registry)
             self._start_cdn()
             self._start_proxy(mitmdump)
+            self._await_started("hub")
+            self._seed()
+            self._await_started()
             if self.with_mirror:
+                # A mirror may ask Hub something as it starts: the proxy is ready by now.
                 self._start_mirror(registry, mirror_base)
                 if self.spec.push_registry:
                     self._start_push_registry(registry)
+                self._await_started()
             if "docker" in self.engines:
                 self._start_dockerd()
             if "containerd" in self.engines:
                 self._start_containerd()
-            self._seed()
             self.state.status = "running"
             self._save_state()
         except BaseException:
@@ -272,13 +282,26 @@ class Lab:
 
     # -- components --------------------------------------------------------
 
-    def _launch(self, launch: Launch) -> None:
+    def _launch(self, launch: Launch, *, wait: bool = True) -> None:
+        """Start a component (on this thread: its death signal is tied to the
+        thread that starts it) and wait until it is ready, or (wait=False)
+        leave that to _await_started, so components start side by side."""
         self._launches[launch.name] = launch
         process = launch.process(tie_to_parent=not self.detached)
         self.components[launch.name] = process
         process.start()
         self._record(launch.name, process)
-        process.wait_ready(launch.ready, READY_DEADLINE_S)
+        if wait:
+            process.wait_ready(launch.ready, READY_DEADLINE_S)
+        else:
+            self._starting.append(launch.name)
+
+    def _await_started(self, *names: str) -> None:
+        """Wait for the named components started with wait=False (all of them
+        when none is named) to be ready."""
+        for name in [n for n in self._starting if not names or n in names]:
+            self._starting.remove(name)
+            self.components[name].wait_ready(self._launches[name].ready, READY_DEADLINE_S)
 
     def _record(self, name: str, process: ManagedProcess) -> None:
         # Before waiting for it: `lab down` and the next start must find even a half-started lab.
@@ -316,8 +339,8 @@ class Lab:
             log_path=self.paths.log("auth"),
         )
         self.state.hub_url, self.state.auth_url = hub.url, auth.url
-        self._launch(hub)
-        self._launch(auth)
+        self._launch(hub, wait=False)
+        self._launch(auth, wait=False)
 
     def _start_cdn(self) -> None:
         log.info("starting blob CDN (production.cloudflare.docker.com emulation)")
@@ -333,7 +356,7 @@ class Lab:
             log_path=self.paths.log("cdn"), tls=tls,
         )
         self.state.cdn_url = cdn.url
-        self._launch(cdn)
+        self._launch(cdn, wait=False)
 
     def _start_proxy(self, mitmdump: str) -> None:
         log.info("starting fault proxy (mitmdump + hub_chaos addon, one listener per origin)")
@@ -350,7 +373,7 @@ class Lab:
         self.state.proxy_url = self.state.proxy_urls["client"]
         self.state.control_url = loopback_url(control_port)
         self.state.ca_file = str(self.paths.ca_file)
-        self._launch(proxy)
+        self._launch(proxy, wait=False)
 
     def _start_mirror(self, registry: str, base: dict | None) -> None:
         log.info("starting mirror under test (distribution, proxy mode)")
@@ -377,7 +400,7 @@ class Lab:
             https_proxy=self.state.proxy_urls["mirror"], ca_file=self.paths.ca_file, config=built.config,
         )
         self.state.mirror_url = mirror.url
-        self._launch(mirror)
+        self._launch(mirror, wait=False)
 
     def _start_push_registry(self, registry: str) -> None:
         log.info("starting push registry (shares the mirror's storage)")
@@ -389,7 +412,7 @@ class Lab:
             https_proxy=self.state.proxy_urls["push-registry"], ca_file=self.paths.ca_file,
         )
         self.state.push_registry_url = push.url
-        self._launch(push)
+        self._launch(push, wait=False)
 
     def _start_dockerd(self) -> None:
         self.dockerd = LabDockerd(

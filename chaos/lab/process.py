@@ -29,6 +29,9 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 
 from chaos.errors import ComponentFailed, EnvironmentProblem
 
+READY_POLL_S = 0.03
+"""How often a starting component's readiness is asked: most answer within tens
+of milliseconds, and each poll interval wasted delays the lab."""
 _PR_SET_PDEATHSIG = 1
 _EXIT_ORPHANED = 70  # what a child whose parent died before it could arm its death signal exits with
 
@@ -232,7 +235,7 @@ class ManagedProcess:
 
         retrying = Retrying(
             stop=stop_after_delay(deadline_s),
-            wait=wait_fixed(0.1),
+            wait=wait_fixed(READY_POLL_S),
             retry=retry_if_result(lambda ready: not ready),
             reraise=True,  # a ComponentFailed from attempt() is not retried, it propagates
         )
