@@ -143,3 +143,25 @@ def test_origins_take_part_in_matching_and_firing():
     assert faults.fire("registry-1.docker.io", "GET", MANIFEST, origin="client") == []
     assert [a.spec.name for a in faults.fire("registry-1.docker.io", "GET", MANIFEST, origin="mirror")] == ["mirror-only"]
     assert [s.counters.matched for s in faults.specs()] == [1]
+
+
+@pytest.mark.parametrize(
+    "fields, whole",
+    [
+        ({}, True),
+        ({"match": {"roles": ["registry"], "hosts": ["registry-1.docker.io"]}}, True),
+        ({"trigger": {"after": 2, "start_after_s": 1}}, True),  # from some point on: every request
+        ({"match": {"endpoints": ["manifest"]}}, False),
+        ({"match": {"repository": "library/*"}}, False),
+        ({"match": {"methods": ["GET"]}}, False),
+        ({"trigger": {"probability": 0.5}}, False),
+        ({"trigger": {"first": 1}}, False),
+        ({"trigger": {"every": 3}}, False),
+    ],
+)
+def test_a_kind_is_told_whether_its_fault_takes_whole_connections(fields, whole):
+    # refuse closes an HTTP/2 connection only for such a fault: never requests it did not pick.
+    faults = FaultSet()
+    faults.add(parse_fault_spec({"name": "f", "kind": "refuse", **fields}))
+    [active] = faults.matching("registry-1.docker.io", "GET", MANIFEST)
+    assert active.kind.whole_connections is whole

@@ -108,7 +108,7 @@ def test_bad_option_values_raise_options_error_quoting_the_value(option, value, 
     with taddons.context(hub) as tctx:
         with pytest.raises(exceptions.OptionsError) as caught:
             tctx.configure(hub, **{option: value})
-    inline_faults = option == "hub_faults" and value.startswith(("[", "-"))
+    inline_faults = option == "hub_faults" and value.startswith(("[", "-", "{"))
     # A fault list written inline may hold a scenario's words: its length, never its text.
     assert (f"(inline, {len(value)} characters)" if inline_faults else quoted(value, 200)) in str(caught.value)
     assert problem in str(caught.value)
@@ -120,6 +120,7 @@ def test_bad_option_values_raise_options_error_quoting_the_value(option, value, 
 @pytest.mark.parametrize("value", [
     '[{"name": "t", "kind": "http", "params": {"status": 418, "message": "hunter2-pw"}, "ttl_s": -1}]',
     '[{"name": "t", "kind": "http", "params": {"status": 418, "message": "hunter2-pw"}} oops',
+    '{"name": "t", "kind": "http", "params": {"status": 418, "message": "hunter2-pw"}}',  # one line: not a list
 ])  # fmt: skip
 def test_a_bad_inline_fault_list_is_refused_without_echoing_its_words(value):
     hub = HubChaos()

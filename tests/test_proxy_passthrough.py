@@ -25,7 +25,7 @@ from mitmproxy.proxy.context import Context
 from chaos.faults.faultset import FaultSet
 from chaos.faults.match import Match
 from chaos.faults.spec import parse_fault_spec
-from chaos.proxy.passthrough import QUIET_S, TICK_S, PassThroughLayer, Tunnel, Tunnels, tunnel_event
+from chaos.proxy.passthrough import SPLICE, QUIET_S, TICK_S, PassThroughLayer, SpliceRelay, Tunnel, Tunnels, tunnel_event
 from chaos.proxy.routing import Upstream, parse_roles
 from chaos.proxy.tap import EVENT_FIELDS, EventTap
 from chaos.proxy.upstream_tls import issue_server_cert
@@ -81,26 +81,56 @@ def test_a_doomed_tunnel_lets_a_request_begun_before_the_fault_finish():
     t.upstream_data(5000, 100.02)  # its answer
 
 
+def answered(t: Tunnel, now: float = 100.0) -> Tunnel:
+    """One whole exchange (handshake, request, a small answer), gone quiet."""
+    handshaken(t, now)
+    t.client_data(100, now)
+    t.upstream_data(5000, now + 0.02)
+    assert t.tick(now + 0.02 + QUIET_S) is not None
+    return t
+
+
 def test_a_doomed_tunnel_refuses_the_next_request():
-    t = handshaken(tunnel())
-    t.client_data(100, 100.0)  # Finished and the first request
-    t.upstream_data(5000, 100.02)
+    t = answered(tunnel())
+    t.client_data(100, 101.0)  # a request begun before the fault
+    t.upstream_data(5000, 101.02)  # its answer
     t.doomed = True
-    assert not t.client_data(100, 100.03)  # a new request: it must meet the fault
-    assert t.bytes_up == 617  # and is not counted as relayed
+    assert not t.client_data(100, 101.03)  # a new request: it must meet the fault
+    assert t.bytes_up == 717  # and is not counted as relayed
 
 
-def test_a_tunnel_doomed_during_its_handshake_carries_its_first_request_only():
-    # Its CONNECT came before the fault: so did its first request.
+def test_a_tunnel_doomed_in_its_handshake_carries_its_first_request():
+    # Its CONNECT came before the fault; encrypted, a handshake's turns and a
+    # request's look alike, but a handshake is only a few KB.
     t = tunnel()
     assert t.busy and not t.idle  # from the CONNECT on, never closed as idle before a request
     t.client_data(517, 100.0)
     t.doomed = True
-    t.upstream_data(2500, 100.01)
+    t.upstream_data(2500, 100.01)  # the server's flight
     assert t.client_data(80, 100.02)  # Finished
-    assert t.client_data(300, 100.02)  # and the first request
-    t.upstream_data(5000, 100.05)
-    assert not t.client_data(300, 100.06)  # the second request: refused
+    t.upstream_data(500, 100.03)  # a session ticket
+    assert t.client_data(300, 100.04)  # the first request
+    t.upstream_data(1_000_000, 100.05)  # its answer: more than a handshake
+    assert not t.client_data(300, 100.06)  # the next request meets the fault
+
+
+def test_after_a_large_first_answer_the_next_request_is_refused_at_once():
+    t = handshaken(tunnel())
+    t.client_data(300, 100.0)
+    t.upstream_data(6_000_000, 100.5)
+    t.doomed = True
+    assert not t.client_data(300, 100.6)
+
+
+def test_a_spliced_answer_gives_the_upstream_the_turn_before_it_reaches_the_client():
+    # The client may answer as soon as the bytes arrive, before the relay counts them.
+    t = answered(tunnel())
+    t.client_data(100, 101.0)
+    t.doomed = True
+    assert t.upstream_sending(101.01)
+    assert t.tick(101.01 + QUIET_S) is None  # still draining: the answer is not over
+    assert not t.client_data(100, 101.02)  # the next request meets the fault
+    assert t.upstream_data(5000, 101.03) and t.period.bytes_down == 5000
 
 
 def test_bytes_after_the_tunnel_closed_are_not_counted():
@@ -273,16 +303,19 @@ def test_the_layer_closes_a_doomed_tunnel_instead_of_forwarding_a_new_request():
     d = Driven(t)
     d.start()
     client, server = d.context.client, d.context.server
-    d.send(events.DataReceived(client, b"hello"))
-    d.send(events.DataReceived(server, b"server hello"))
+    [wakeup] = [c for c in d.commands if isinstance(c, commands.RequestWakeup)]
     d.send(events.DataReceived(client, b"GET 1"))
     d.send(events.DataReceived(server, b"answer 1"))
+    d.now += QUIET_S
+    d.send(events.Wakeup(wakeup))  # the first exchange went quiet
+    d.send(events.DataReceived(client, b"GET 2"))
+    d.send(events.DataReceived(server, b"answer 2"))
     t.doomed = True
-    out = d.send(events.DataReceived(client, b"GET 2"))
+    out = d.send(events.DataReceived(client, b"GET 3"))
     assert sent(out, server) == []
     assert set(closed(out)) == {client, server}
     assert d.ended == [t] and t.closed
-    assert [p.bytes_up for p in d.reported] == [10]  # the answered exchange, not the refused request
+    assert [p.bytes_up for p in d.reported] == [5, 5]  # the answered exchanges, not the refused request
 
 
 def test_the_layer_closes_a_doomed_idle_tunnel_at_its_next_tick():
@@ -318,6 +351,87 @@ def test_an_unreachable_upstream_closes_the_client_and_says_why():
     [period] = d.reported
     event = tunnel_event(t, period, kind="blob")
     assert event["status"] is None and "Connection refused" in event["error"]
+
+
+# -- the splice relay, on socket pairs ---------------------------------------------------
+
+
+class Counted:
+    """prometheus_client's labelled counter, as the relay uses it."""
+
+    def __init__(self):
+        self.values = {}
+
+    def labels(self, direction):
+        counted = self
+
+        class _One:
+            def inc(self, amount):
+                counted.values[direction] = counted.values.get(direction, 0) + amount
+
+        return _One()
+
+
+def _read_exactly(sock, size, deadline_s=10):
+    sock.settimeout(deadline_s)
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.skipif(not SPLICE, reason="splice(2) is Linux-only")
+def test_the_splice_relay_counts_what_reached_the_client_and_ends_the_tunnel_when_a_side_goes():
+    t = handshaken(tunnel())
+    client_far, client_near = socket.socketpair()
+    upstream_far, upstream_near = socket.socketpair()
+    for sock in (client_near, upstream_near):
+        sock.setblocking(False)
+    done = threading.Event()
+    counted = Counted()
+    relay = SpliceRelay(t, client_near, upstream_near, on_done=done.set, counted=counted)
+    relay.start()
+    try:
+        client_far.sendall(b"GET /blob")
+        assert _read_exactly(upstream_far, 9) == b"GET /blob"
+        answer = os.urandom(300_000)
+        upstream_far.sendall(answer)
+        assert _read_exactly(client_far, len(answer)) == answer
+        deadline = time.monotonic() + 10
+        while counted.values.get("down", 0) < len(answer) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with t.lock:
+            assert counted.values == {"up": 9, "down": len(answer)}
+            assert t.bytes_down - 2500 == len(answer)  # the handshake's bytes came before the relay
+        client_far.close()  # the client left
+        assert done.wait(10), "the relay did not end when the client left"
+        assert upstream_far.recv(1) == b""  # and the upstream was let go too
+    finally:
+        relay.stop()
+        for sock in (client_far, upstream_far):
+            sock.close()
+
+
+@pytest.mark.skipif(not SPLICE, reason="splice(2) is Linux-only")
+def test_a_relay_that_cannot_start_its_threads_still_ends_the_tunnel(monkeypatch):
+    t = handshaken(tunnel())
+    client_far, client_near = socket.socketpair()
+    upstream_far, upstream_near = socket.socketpair()
+    done = threading.Event()
+
+    def no_thread(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    relay = SpliceRelay(t, client_near, upstream_near, on_done=done.set)
+    relay.start()
+    assert done.is_set() and "cannot start a relay thread" in t.error
+    assert client_far.recv(1) == b"" and upstream_far.recv(1) == b""  # both sides shut
+    client_far.close()
+    upstream_far.close()
 
 
 # -- a real mitmdump -------------------------------------------------------------------

@@ -48,7 +48,8 @@ class ActiveFault:
     def __init__(self, spec: FaultSpec, clock: Callable[[], float]):
         self.spec = spec
         # The kind holds any per-fault state it keeps.
-        self.kind: FaultKind = kinds()[spec.kind](spec.params, whole_connections=spec.match.whole_connections)
+        whole = spec.match.whole_connections and not spec.trigger.picks_requests
+        self.kind: FaultKind = kinds()[spec.kind](spec.params, whole_connections=whole)
         self.trigger = TriggerState(spec.trigger, clock())
         self.lifetime = Lifetime(spec.expires_at, clock)
         self.applied = 0

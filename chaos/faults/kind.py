@@ -54,8 +54,9 @@ class FaultKind:
 
     def __init__(self, params: Any, *, whole_connections: bool = True):
         self.params = params
-        # The fault's match takes whole connections (Match.whole_connections):
-        # a kind may then act on a connection, not only on the request.
+        # The fault takes whole connections (Match.whole_connections, and a
+        # trigger that does not pick single requests): a kind may then act on
+        # a connection, not only on the request.
         self.whole_connections = whole_connections
 
     def on_connect(self, flow: Any) -> bool:

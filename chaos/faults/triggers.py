@@ -65,6 +65,13 @@ class Trigger:
     duration_s: float | None = None
     flap: Flap | None = None
 
+    @property
+    def picks_requests(self) -> bool:
+        """Whether it fires for some matching requests and not the ones beside
+        them (a chance, the first N, every Nth), rather than for all of them
+        from some point or in some time window."""
+        return self.probability is not None or self.first is not None or self.every is not None
+
     def to_dict(self) -> dict[str, Any]:
         """Only the fields that were set, so a GET shows what a user wrote."""
         out: dict[str, Any] = {}

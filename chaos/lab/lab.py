@@ -186,6 +186,7 @@ class Lab:
 
     def start(self) -> LabState:
         self._stopped = False
+        self._starting = []
         registry = require_registry(self.registry_binary)
         # Engines and input first: a missing binary or a bad file must not cost a lab start and stop.
         if "skopeo" in self.engines:

@@ -670,8 +670,8 @@ def load_fault_specs(value: str) -> list[FaultSpec]:
     if not (text.startswith(("[", "-")) or "\n" in text):
         try:
             text = Path(text).expanduser().read_text()
-        except OSError as err:
-            raise ValueError(f"not a fault list and not a readable file: {err}") from None
+        except OSError as err:  # its strerror only: the value is quoted (or not) by the caller
+            raise ValueError(f"not a fault list and not a readable file: {err.strerror or type(err).__name__}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -707,9 +707,16 @@ def _parsed(option: str, value: Any, parse: Callable[[Any], Any]) -> Any:
         return parse(value)
     except ValueError as err:
         shown = quoted(value, 200)
-        if option in SECRET_BEARING_OPTIONS and isinstance(value, str) and (value.lstrip().startswith(("[", "-")) or "\n" in value):
+        if option in SECRET_BEARING_OPTIONS and isinstance(value, str) and not _looks_like_a_path(value):
             shown = f"(inline, {len(value)} characters)"
         raise HubOptionsError(f"Cannot use {option} option {shown}: {err}") from None
+
+
+def _looks_like_a_path(value: str) -> bool:
+    """A file name, worth quoting back; not fault text (brackets, braces,
+    quotes, a "key: value", a line break), which may hold a scenario's words."""
+    text = value.strip()
+    return bool(text) and not any(mark in text for mark in ("[", "{", '"', "'", ": ", "\n")) and not text.startswith("-")
 
 
 def _check_listeners(origins: dict[int, str], options: Any) -> None:

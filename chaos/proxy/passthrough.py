@@ -82,11 +82,11 @@ TICK_S = 0.05
 
 CLIENT, UPSTREAM = "client", "upstream"
 
-FIRST_REQUEST_TURNS = 2
-"""A TLS 1.3 client's turns up to its first request: the ClientHello, then its
-Finished and the request. A doomed tunnel refuses the client's next turn after
-these (a TLS 1.2 client, with one more handshake turn, has its first request
-refused: a fresh connection closed, which the client sees as a network error)."""
+HANDSHAKE_BYTES = 16 * 1024
+"""More than a TLS server sends before its first answer (its handshake flight,
+certificates included, and its session tickets: a few KB): an upstream that
+sent more has answered a request."""
+
 
 
 @dataclass
@@ -119,7 +119,8 @@ class Tunnel:
     period: Period | None = None
     bytes_up: int = 0
     bytes_down: int = 0
-    client_turns: int = 0  # times the client spoke after silence or the upstream's answer
+    exchanges: int = 0  # periods that ended with an answer gone quiet (tick)
+    draining: bool = False  # the upstream's bytes are being written to the client (spliced)
     periods: int = 0  # periods reported so far
     doomed: bool = False
     closed: bool = False
@@ -145,25 +146,41 @@ class Tunnel:
     def client_data(self, size: int, now: float) -> bool:
         """The client sent `size` bytes; False when they must not be forwarded
         (nor counted): the tunnel is closed, or doomed and the client starts a
-        new request. The client's first two turns are TLS's ClientHello and
-        its Finished with the first request (TLS 1.3): that request began
-        before the fault, with its CONNECT."""
+        new request once the upstream has answered one. Encrypted, the TLS
+        handshake's turns look like requests and answers: the upstream has
+        answered a request once a period ended or it sent more than a
+        handshake's worth (HANDSHAKE_BYTES). Until then the tunnel's first
+        request, begun with its CONNECT before the fault, goes through."""
         if self.closed:
             return False
-        if self.turn != CLIENT:
-            if self.doomed and self.turn == UPSTREAM and self.client_turns >= FIRST_REQUEST_TURNS:
-                return False
-            self.client_turns += 1
+        if self.doomed and self.turn == UPSTREAM and (self.exchanges or self.bytes_down > HANDSHAKE_BYTES):
+            return False
         self._count(size, 0, now)
         self.turn = CLIENT
+        return True
+
+    def upstream_sending(self, now: float) -> bool:
+        """The upstream's next bytes are about to be written to the client
+        (spliced: counted once delivered, by upstream_data). It has the turn
+        from now on, so the client's next request is a new exchange, and the
+        period cannot end while they drain. False when the tunnel is closed."""
+        if self.closed:
+            return False
+        if self.period is None:
+            self.period = Period(started=now, last=now)
+        self.period.last = now
+        self.turn = UPSTREAM
+        self.draining = True
         return True
 
     def upstream_data(self, size: int, now: float) -> bool:
         """The upstream sent `size` bytes, delivered to the client; False
         (not counted) when the tunnel was closed meanwhile."""
+        self.draining = False
         if self.closed:
             return False
-        self._count(0, size, now)
+        if size:
+            self._count(0, size, now)
         self.turn = UPSTREAM
         return True
 
@@ -180,9 +197,10 @@ class Tunnel:
     def tick(self, now: float) -> Period | None:
         """The period that ended by `now` (the upstream answered and went quiet), if any."""
         period = self.period
-        if period is None or self.turn != UPSTREAM or now - period.last < QUIET_S:
+        if period is None or self.draining or self.turn != UPSTREAM or now - period.last < QUIET_S:
             return None
         self.period = None
+        self.exchanges += 1
         return period
 
     def close(self, now: float, error: str | None = None) -> Period | None:
@@ -509,11 +527,15 @@ class SpliceRelay:
                     counter.inc(size)
                 self._drain(read_end, target, size, writable)
             else:
+                with self.tunnel.lock:
+                    sending = self.tunnel.upstream_sending(self.clock())
+                if not sending:
+                    return  # closed meanwhile
                 # Counted once delivered: bytes the client never got are not its download.
                 delivered = self._drain(read_end, target, size, writable)
                 with self.tunnel.lock:
-                    counted = self.tunnel.upstream_data(delivered, self.clock()) if delivered else False
-                if counted and counter is not None:
+                    counted = self.tunnel.upstream_data(delivered, self.clock())
+                if counted and delivered and counter is not None:
                     counter.inc(delivered)
                 if delivered < size:
                     return

@@ -8,8 +8,9 @@ byte: a keep-alive connection must not outlive the outage. Over HTTP/2, where
 killing a flow resets only its stream, the whole connection is closed too (so
 the client's next request opens a new tunnel, and meets the 502): other
 requests in flight on it end with it, as they do when Hub goes away. A refuse
-narrowed to some requests (endpoints, methods, a repository) resets only
-theirs: it never takes down requests it does not match.
+narrowed to some requests (endpoints, methods, a repository) or whose trigger
+picks single requests (probability, first, every) resets only theirs: it
+never takes down requests it did not pick.
 """
 
 from __future__ import annotations
