@@ -25,7 +25,16 @@ from mitmproxy.proxy.context import Context
 from chaos.faults.faultset import FaultSet
 from chaos.faults.match import Match
 from chaos.faults.spec import parse_fault_spec
-from chaos.proxy.passthrough import SPLICE, QUIET_S, TICK_S, PassThroughLayer, SpliceRelay, Tunnel, Tunnels, tunnel_event
+from chaos.proxy.passthrough import (
+    QUIET_S,
+    SPLICE,
+    TICK_S,
+    PassThroughLayer,
+    SpliceRelay,
+    Tunnel,
+    Tunnels,
+    tunnel_event,
+)
 from chaos.proxy.routing import Upstream, parse_roles
 from chaos.proxy.tap import EVENT_FIELDS, EventTap
 from chaos.proxy.upstream_tls import issue_server_cert
@@ -99,19 +108,31 @@ def test_a_doomed_tunnel_refuses_the_next_request():
     assert t.bytes_up == 717  # and is not counted as relayed
 
 
-def test_a_tunnel_doomed_in_its_handshake_carries_its_first_request():
+def test_a_tunnel_doomed_in_its_handshake_carries_the_request_sent_with_its_finished():
     # Its CONNECT came before the fault; encrypted, a handshake's turns and a
-    # request's look alike, but a handshake is only a few KB.
+    # request's look alike: two client turns are the TLS 1.3 handshake's.
     t = tunnel()
     assert t.busy and not t.idle  # from the CONNECT on, never closed as idle before a request
-    t.client_data(517, 100.0)
+    t.client_data(517, 100.0)  # ClientHello
     t.doomed = True
     t.upstream_data(2500, 100.01)  # the server's flight
     assert t.client_data(80, 100.02)  # Finished
-    t.upstream_data(500, 100.03)  # a session ticket
-    assert t.client_data(300, 100.04)  # the first request
-    t.upstream_data(1_000_000, 100.05)  # its answer: more than a handshake
+    assert t.client_data(300, 100.02)  # and the first request, at once
+    t.upstream_data(500, 100.03)  # session tickets, then the answer
+    t.upstream_data(5000, 100.05)
     assert not t.client_data(300, 100.06)  # the next request meets the fault
+
+
+def test_a_pooled_connection_opened_before_the_fault_takes_no_request_after_it():
+    # A client that opened a connection, finished its handshake and left it idle
+    # (a pool) sends its request in a third turn, after the fault: refused.
+    t = tunnel()
+    t.client_data(517, 100.0)
+    t.upstream_data(2500, 100.01)
+    t.client_data(80, 100.02)
+    t.upstream_data(500, 100.03)  # session tickets
+    t.doomed = True
+    assert not t.client_data(300, 100.1)
 
 
 def test_after_a_large_first_answer_the_next_request_is_refused_at_once():

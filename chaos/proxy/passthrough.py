@@ -56,8 +56,9 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from mitmproxy.connection import ConnectionState
 from mitmproxy.proxy import commands, events, layer
@@ -86,6 +87,10 @@ HANDSHAKE_BYTES = 16 * 1024
 """More than a TLS server sends before its first answer (its handshake flight,
 certificates included, and its session tickets: a few KB): an upstream that
 sent more has answered a request."""
+HANDSHAKE_CLIENT_TURNS = 2
+"""A TLS 1.3 client's turns in its handshake: the ClientHello, then its Finished
+(and, sent at once after it, its first request). A client that speaks again
+after the upstream has, past these, is sending a new request."""
 
 
 
@@ -120,6 +125,7 @@ class Tunnel:
     bytes_up: int = 0
     bytes_down: int = 0
     exchanges: int = 0  # periods that ended with an answer gone quiet (tick)
+    client_turns: int = 0  # times the client spoke after the upstream (or first)
     draining: bool = False  # the upstream's bytes are being written to the client (spliced)
     periods: int = 0  # periods reported so far
     doomed: bool = False
@@ -146,18 +152,24 @@ class Tunnel:
     def client_data(self, size: int, now: float) -> bool:
         """The client sent `size` bytes; False when they must not be forwarded
         (nor counted): the tunnel is closed, or doomed and the client starts a
-        new request once the upstream has answered one. Encrypted, the TLS
-        handshake's turns look like requests and answers: the upstream has
-        answered a request once a period ended or it sent more than a
-        handshake's worth (HANDSHAKE_BYTES). Until then the tunnel's first
-        request, begun with its CONNECT before the fault, goes through."""
+        new request after its handshake. Encrypted, the TLS handshake's turns
+        look like requests and answers: the handshake is over once a period
+        ended, the upstream sent more than a handshake's worth
+        (HANDSHAKE_BYTES), or the client had its two handshake turns
+        (ClientHello; Finished, with the first request when it sends it at
+        once). The first request, begun with the CONNECT, goes through."""
         if self.closed:
             return False
-        if self.doomed and self.turn == UPSTREAM and (self.exchanges or self.bytes_down > HANDSHAKE_BYTES):
-            return False
+        if self.turn != CLIENT:
+            if self.doomed and self.turn == UPSTREAM and self._handshake_over():
+                return False
+            self.client_turns += 1
         self._count(size, 0, now)
         self.turn = CLIENT
         return True
+
+    def _handshake_over(self) -> bool:
+        return bool(self.exchanges) or self.bytes_down > HANDSHAKE_BYTES or self.client_turns >= HANDSHAKE_CLIENT_TURNS
 
     def upstream_sending(self, now: float) -> bool:
         """The upstream's next bytes are about to be written to the client
