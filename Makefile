@@ -26,12 +26,12 @@ bench-passthrough: demo-packages $(STAMP)
 	$(VENV)/bin/python bench/run_all.py --only passthrough
 
 # The demo needs only the registry; the tests drive every engine's real
-# client and render the HTML report in a real browser.
+# client, render the HTML report in a real browser and speak HTTP/2 with curl.
 demo-packages:
 	@PYTHON=$(PYTHON) sh scripts/ensure-system-packages docker-registry
 
 test-packages:
-	@PYTHON=$(PYTHON) sh scripts/ensure-system-packages docker-registry skopeo docker.io containerd chromium
+	@PYTHON=$(PYTHON) sh scripts/ensure-system-packages docker-registry skopeo docker.io containerd chromium curl
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "hub-chaos needs Python >= 3.11 ($(PYTHON) is older; run make PYTHON=python3.11 ...)" >&2; exit 1; }

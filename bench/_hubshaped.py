@@ -29,19 +29,18 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from chaos.lab.components.launch import Launch, clean_env, http_ok, loopback_url
+from _stack import Proxy, Stack
+from mitmproxy.certs import CertStore
+
 from chaos.lab.components import cdn as lab_cdn
 from chaos.lab.components import proxy as lab_proxy
+from chaos.lab.components.launch import Launch, clean_env, http_ok, loopback_url
 from chaos.lab.components.proxy import PROXY_TUNING, mitmdump_argv, mitmdump_binary
 from chaos.lab.components.registry import serve_registry
 from chaos.lab.ports import free_port, free_ports
 from chaos.lab.registry_config import push_config
 from chaos.proxy.upstream_tls import CA_BASENAME, CA_KEY_SIZE, issue_server_cert
 from chaos.vocab.hub import CDN_HOST, REGISTRY_HOST
-
-from mitmproxy.certs import CertStore
-
-from _stack import Proxy, Stack
 
 HERE = Path(__file__).resolve().parent
 CDN_SCRIPT = HERE / "_cdn.py"

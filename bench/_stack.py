@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Self
 
 import requests
+from _tls import ServerCert
 
 from chaos.images.push import push_image
 from chaos.images.synth import SyntheticImage
@@ -43,8 +44,6 @@ from chaos.lab.components.registry import serve_registry
 from chaos.lab.ports import free_port, free_ports
 from chaos.lab.process import ManagedProcess
 from chaos.lab.registry_config import push_config
-
-from _tls import ServerCert
 
 
 def stop_on_sigterm() -> None:

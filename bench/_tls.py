@@ -37,7 +37,7 @@ def _name(common_name: str) -> x509.Name:
 
 def make_server_cert(folder: Path) -> ServerCert:
     folder.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()

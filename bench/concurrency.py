@@ -35,13 +35,13 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chaos.images.synth import build_image  # noqa: E402
-from chaos.proxy.control_client import ControlClient  # noqa: E402
-from chaos.vocab.hub import CDN_HOST, REGISTRY_URL  # noqa: E402
-
 from _hubshaped import HubShaped  # noqa: E402
 from _stack import Stack, run_in_scratch, seed  # noqa: E402
 from passthrough import LAB_OPTIONS  # noqa: E402
+
+from chaos.images.synth import build_image  # noqa: E402
+from chaos.proxy.control_client import ControlClient  # noqa: E402
+from chaos.vocab.hub import CDN_HOST, REGISTRY_URL  # noqa: E402
 
 MANIFEST_TYPES = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
 TIMEOUT_S = 60

@@ -30,12 +30,11 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chaos.images.synth import build_image  # noqa: E402
-from chaos.proxy.control_client import ControlClient  # noqa: E402
-
 from _stack import Stack, run_in_scratch, seed  # noqa: E402
 from _tls import make_server_cert  # noqa: E402
 
+from chaos.images.synth import build_image  # noqa: E402
+from chaos.proxy.control_client import ControlClient  # noqa: E402
 from chaos.vocab.hub import REGISTRY_HOST  # noqa: E402
 
 DELAY_MS = 200

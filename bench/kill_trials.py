@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from chaos.lab.layout import LabPaths, LabState  # noqa: E402
 from chaos.lab.mounts import mounts_under  # noqa: E402
-from chaos.lab.process import identify  # noqa: E402
+from chaos.lab.process import other_processes  # noqa: E402
 from chaos.lab.records import claim_folder  # noqa: E402
 from chaos.scenario.loader import load_scenario  # noqa: E402
 
@@ -197,12 +197,7 @@ def scratch_folders(tmp: Path, lab_dir: Path) -> list[Path]:
 
 def processes_naming(markers: list[str]) -> list[str]:
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        identity = identify(int(entry.name))
-        if identity is None:
-            continue
+    for identity in other_processes():
         cmdline = " ".join(identity.cmdline)
         if any(marker in cmdline for marker in markers):
             found.append(f"{identity.pid}: {cmdline}")

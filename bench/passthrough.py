@@ -43,15 +43,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chaos.images.synth import build_image, parse_size  # noqa: E402
-from chaos.proxy.control_client import ControlClient  # noqa: E402
-from chaos.vocab.hub import CDN_HOST, REGISTRY_URL  # noqa: E402
-
 from _hubshaped import HubShaped  # noqa: E402
 from _pull import pull  # noqa: E402
 from _stack import Stack, Upstream, cpu_seconds, run_in_scratch, seed  # noqa: E402
 
+from chaos.images.synth import build_image, parse_size  # noqa: E402
 from chaos.lab.process import ManagedProcess  # noqa: E402
+from chaos.proxy.control_client import ControlClient  # noqa: E402
+from chaos.vocab.hub import CDN_HOST, REGISTRY_URL  # noqa: E402
 
 ARMS = ("direct", "passthrough", "intercepted", "before", "floor")
 PROXIED = ("passthrough", "intercepted", "before")

@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chaos.images.synth import build_image, parse_size  # noqa: E402
-
 from _hubshaped import HubShaped  # noqa: E402
 from _pull import pull  # noqa: E402
 from _stack import Stack, seed, stop_on_sigterm  # noqa: E402
 from passthrough import LAB_OPTIONS, PROXIED, REPOSITORY, TAG, _start_arms  # noqa: E402
+
+from chaos.images.synth import build_image, parse_size  # noqa: E402
 
 
 def summarize(collapsed: Path, top: int) -> str:

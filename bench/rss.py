@@ -31,12 +31,12 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chaos.proxy.control_client import ControlClient  # noqa: E402
-from chaos.vocab.hub import CDN_HOST  # noqa: E402
-
 from _hubshaped import HubShaped  # noqa: E402
 from _stack import Stack, run_in_scratch  # noqa: E402
 from passthrough import LAB_OPTIONS  # noqa: E402
+
+from chaos.proxy.control_client import ControlClient  # noqa: E402
+from chaos.vocab.hub import CDN_HOST  # noqa: E402
 
 CHUNK = 1 << 20
 TIMEOUT_S = 120

@@ -24,9 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -83,7 +83,7 @@ def render_fault_accuracy(f: dict) -> list[str]:
 def render_lab_up(f: dict) -> list[str]:
     inproc, cli = f["in_process"], f["cli"]
     steps = ", ".join(f"{name} {value:.2f}" for name, value in inproc["median_steps_s"].items())
-    return [f"| | median up | median down | runs (up, s) |", "| --- | ---: | ---: | --- |",
+    return ["| | median up | median down | runs (up, s) |", "| --- | ---: | ---: | --- |",
             f"| `with Lab(...)` (in process) | **{inproc['median_up_s']:.2f} s** | {inproc['median_down_s']:.2f} s | "
             + " ".join(f"{t:.2f}" for t in inproc["up_s"]) + " |",
             f"| `python -m chaos lab up` / `lab down` | {cli['median_up_s']:.2f} s | {cli['median_down_s']:.2f} s | "

@@ -4,11 +4,11 @@ diagnosis, a step not run, text that must be escaped)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from chaos.journal import FaultWindow, Journal, PlannedStep, StepRecord, Verdict
 
-T0 = datetime(2026, 11, 29, 20, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 29, 20, 0, 0, tzinfo=UTC)
 HOSTILE = "<script>alert('x')</script> *bold* | pipe `tick`"
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from chaos.lab.ports import is_listening
-from chaos.lab.process import identify
+from chaos.lab.process import other_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAOS = [sys.executable, "-m", "chaos.cli"]
@@ -28,14 +28,8 @@ def processes_mentioning(text: str) -> list[str]:
     holds text: a run folder, as every lab component's config, confdir or
     accounts file lives there. (Every tmp_path names "pytest-of-...", so no
     command line may be skipped for naming pytest.)"""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        identity = identify(int(entry.name))
-        if identity is not None and text in " ".join(identity.cmdline):
-            found.append(f"{identity.pid}: {' '.join(identity.cmdline)}")
-    return found
+    return [f"{identity.pid}: {' '.join(identity.cmdline)}" for identity in other_processes()
+            if text in " ".join(identity.cmdline)]
 
 
 def listening(ports) -> list[int]:

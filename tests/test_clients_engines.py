@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from chaos.clients.engines import BuiltinEngine, Engine, make_engine
-from chaos.vocab.names import ENGINES
 from chaos.errors import EnvironmentProblem, UsageError
 from chaos.lab.layout import LabState
+from chaos.vocab.names import ENGINES
 
 LAB = LabState(
     root="/nonexistent/lab",

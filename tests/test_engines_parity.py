@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from chaos.clients.engines import make_engine
-from chaos.vocab.names import ENGINES
 from chaos.clients.pushing import push_with
 from chaos.errors import UsageError
 from chaos.lab.dockerd import mounts_under
 from chaos.lab.lab import Lab
 from chaos.language.model import LabSpec, SeedImage, User
 from chaos.proxy.control_client import ControlClient
+from chaos.vocab.names import ENGINES
 from chaos.vocab.reference import parse_reference
 from tests.lab_helpers import listening, processes_mentioning
 

@@ -7,8 +7,8 @@ from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
 from chaos.faults.kinds.auth_deny import AuthDeny
-from chaos.faults.spec import FaultSpecError, parse_fault_spec
 from chaos.faults.registry import kinds
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
 from chaos.proxy.addon import HubChaos
 
 TOKEN_URL = "https://auth.docker.io/token?service=registry.docker.io&scope=repository:library/redis:pull"

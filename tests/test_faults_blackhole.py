@@ -5,9 +5,9 @@ import pytest
 from mitmproxy import connection
 from mitmproxy.test import tflow
 
-from chaos.faults.spec import FaultSpecError, parse_fault_spec
-from chaos.faults.lifetime import Lifetime
 from chaos.faults.kinds.blackhole import Blackhole
+from chaos.faults.lifetime import Lifetime
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
 
 
 def test_takes_no_params():

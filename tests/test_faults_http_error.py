@@ -4,9 +4,9 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from chaos.faults.spec import FaultSpecError, parse_fault_spec
 from chaos.faults.kinds.http_error import HttpError
 from chaos.faults.registry import kinds
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
 from chaos.proxy.addon import HubChaos
 
 REGISTRY = "https://registry-1.docker.io"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from chaos.clients.builtin import BuiltinClient
-from chaos.vocab.codes import DIGEST_MISMATCH
 from chaos.lab.lab import Lab
-from chaos.proxy.control_client import ControlClient
-from chaos.vocab.reference import parse_reference
 from chaos.language.model import LabSpec, SeedImage
+from chaos.proxy.control_client import ControlClient
+from chaos.vocab.codes import DIGEST_MISMATCH
+from chaos.vocab.reference import parse_reference
 from tests.lab_helpers import processes_mentioning
 
 pytestmark = pytest.mark.lab

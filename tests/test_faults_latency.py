@@ -4,9 +4,9 @@ import time
 import pytest
 from mitmproxy.test import tflow
 
-from chaos.faults.spec import FaultSpecError, parse_fault_spec
-from chaos.faults.lifetime import Lifetime
 from chaos.faults.kinds.latency import Latency
+from chaos.faults.lifetime import Lifetime
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ from mitmproxy.test import taddons, tflow
 
 from chaos.faults.faultset import FaultSet
 from chaos.faults.flowdata import ORIGIN
-from chaos.faults.spec import FaultSpecError, parse_fault_spec
 from chaos.faults.kinds.rate_limit import RateLimit, token_subject
 from chaos.faults.registry import kinds
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
 from chaos.proxy.addon import HubChaos
 from chaos.vocab.endpoints import Endpoint
 

@@ -4,8 +4,8 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from chaos.faults.spec import FaultSpecError, parse_fault_spec
 from chaos.faults.kinds.reset import Reset
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
 
 
 def blob_flow(body=b"x" * 100, method="GET"):

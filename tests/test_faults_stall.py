@@ -5,9 +5,9 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow
 
-from chaos.faults.spec import FaultSpecError, parse_fault_spec
-from chaos.faults.lifetime import Lifetime
 from chaos.faults.kinds.stall import Stall
+from chaos.faults.lifetime import Lifetime
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
 
 
 def response_flow(method="GET"):

@@ -4,8 +4,8 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow
 
-from chaos.faults.spec import FaultSpecError, parse_fault_spec
 from chaos.faults.kinds.truncate import Truncate
+from chaos.faults.spec import FaultSpecError, parse_fault_spec
 
 
 def response_flow(length=100, method="GET", headers=None):

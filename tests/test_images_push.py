@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from chaos.vocab.codes import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
 from chaos.images.push import (
     PushError,
     RegistryHTTPError,
@@ -20,6 +19,7 @@ from chaos.images.push import (
     upload_url,
 )
 from chaos.images.synth import SyntheticIndex, build_image, build_index
+from chaos.vocab.codes import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
 from tests._registry_fixture import free_port, pull_through_mirror, registry  # noqa: F401
 
 KIB = 1024

@@ -16,8 +16,8 @@ import requests
 
 from chaos.errors import UsageError
 from chaos.lab.cdn_service import CHUNK_BYTES, ByteRange, Unsatisfiable, make_server, parse_range
-from chaos.proxy.cdn_urls import URL_TTL_S, blob_path, signed_blob_url
 from chaos.lab.ports import free_port
+from chaos.proxy.cdn_urls import URL_TTL_S, blob_path, signed_blob_url
 
 SECRET = b"lab-secret-0123456789abcdef"
 TIMEOUT_S = 5

@@ -28,8 +28,7 @@ from chaos.lab.process import ManagedProcess, group_alive, require_binary
 from chaos.lab.seed import Seeder
 from chaos.language.model import LabSpec, SeedImage
 from chaos.vocab.reference import parse_reference
-from tests.lab_helpers import listening
-from tests.lab_helpers import processes_mentioning
+from tests.lab_helpers import listening, processes_mentioning
 
 
 def test_child_that_dies_early_is_reported_with_its_log(tmp_path):

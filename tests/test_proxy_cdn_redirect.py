@@ -1,6 +1,6 @@
 import contextlib
-import json
 import importlib.util
+import json
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -9,9 +9,9 @@ import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow
 
-from chaos.proxy.cdn_urls import URL_TTL_S, blob_path, check_signature
 from chaos.proxy.addon import HubChaos
 from chaos.proxy.cdn_redirect import PROBE, PROBE_RANGE, CdnRedirect
+from chaos.proxy.cdn_urls import URL_TTL_S, blob_path, check_signature
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY_URL = "https://registry-1.docker.io"

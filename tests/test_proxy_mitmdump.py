@@ -4,6 +4,7 @@ Nothing leaves the machine: every Hub host name is routed to an in-test HTTP
 upstream on loopback, and the mitmdump log must show no other server connection.
 """
 
+import functools
 import http.server
 import json
 import os
@@ -19,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from chaos.errors import EnvironmentProblem, UsageError
@@ -452,6 +452,16 @@ def test_an_option_given_twice_is_one_line_not_a_silent_proxy_without_the_addon(
     assert "Traceback" not in output
 
 
+def needs_curl(test):
+    """curl is the HTTP/2 client of these tests: `make test` installs it."""
+
+    def checked(*args, **kwargs):
+        assert shutil.which("curl"), "curl not found: `make test` installs the Debian package curl"
+        return test(*args, **kwargs)
+
+    return functools.wraps(test)(checked)
+
+
 def _curl_http_version(proxy, url):
     result = subprocess.run(
         ["curl", "-s", "-o", "/dev/null", "-w", "%{http_version}", "--http2", "--max-time", "10",
@@ -462,7 +472,7 @@ def _curl_http_version(proxy, url):
     return result.stdout
 
 
-@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl (an HTTP/2 client)")
+@needs_curl
 def test_http2_roles_let_registry_clients_speak_http2_while_the_rest_stays_http1(tmp_path, upstream):
     extra = ("--set", "http2=false", "--set", "hub_http2_roles=registry")
     with Mitmdump(tmp_path, upstream.server_port, extra=extra) as proxy:
@@ -473,13 +483,13 @@ def test_http2_roles_let_registry_clients_speak_http2_while_the_rest_stays_http1
         assert (event["status"], event["bytes"]) == (200, len(b'{"path": "/v2/"}'))
 
 
-@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl (an HTTP/2 client)")
+@needs_curl
 def test_without_http2_roles_http2_false_keeps_everyone_on_http1(tmp_path, upstream):
     with Mitmdump(tmp_path, upstream.server_port, extra=("--set", "http2=false")) as proxy:
         assert _curl_http_version(proxy, f"{REGISTRY}/v2/") == "1.1"
 
 
-@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl (an HTTP/2 client)")
+@needs_curl
 def test_refuse_closes_an_http2_connection_so_the_next_request_meets_the_refused_connect(tmp_path, upstream):
     # Over HTTP/2 a kill resets one stream; an outage must not leave the
     # connection standing. Skipping two matching requests (the CONNECT and the
@@ -501,7 +511,7 @@ def test_refuse_closes_an_http2_connection_so_the_next_request_meets_the_refused
         ]
 
 
-@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl (an HTTP/2 client)")
+@needs_curl
 def test_a_refuse_narrowed_to_some_requests_leaves_an_http2_connection_to_the_others(tmp_path, upstream):
     fault = '[{"name": "no-manifests", "kind": "refuse", "match": {"endpoints": ["manifest"]}}]'
     extra = ("--set", "http2=false", "--set", "hub_http2_roles=registry", "--set", f"hub_faults={fault}")

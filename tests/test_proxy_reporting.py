@@ -4,7 +4,13 @@ import logging
 import pytest
 
 from chaos.faults.spec import parse_fault_spec
-from chaos.proxy.reporting import SCRIPT_LOGGER, HubOptionsError, describe_change, one_line_option_errors, quiet_shutdown
+from chaos.proxy.reporting import (
+    SCRIPT_LOGGER,
+    HubOptionsError,
+    describe_change,
+    one_line_option_errors,
+    quiet_shutdown,
+)
 
 NOW = 1_000_000.0
 

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chaos.errors import ScenarioError
-from chaos.scenario.loader import parse_scenario
 from chaos.language.marked_yaml import load_marked_text
+from chaos.scenario.loader import parse_scenario
 
 KEYS = ["name", "description", "lab", "steps", "pull", "push", "check", "fault", "clear", "expect",
         "login", "users", "images", "ref", "size", "private", "kind", "match", "ok", "error", "timeout",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from chaos.errors import ScenarioError
-from chaos.scenario.loader import load_scenario
 from chaos.language.model import Comparison, Counts
+from chaos.scenario.loader import load_scenario
 from chaos.steps.kinds.check import CheckAction
 from chaos.steps.kinds.fault import FaultAction
 from chaos.steps.kinds.pull import PullAction

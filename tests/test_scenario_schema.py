@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from chaos.cli import main
-from chaos.scenario.schema import schema_json, scenario_schema
+from chaos.scenario.schema import scenario_schema, schema_json
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "schemas" / "scenario.schema.json"

@@ -4,10 +4,9 @@ what actually happened, with the actual value kept."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
-
-from dataclasses import replace
 
 from chaos.language.model import Comparison, Counts, Expectation, MirrorAnswer
 from chaos.steps.outcome import ActionResult, Outcome

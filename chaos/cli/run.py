@@ -200,7 +200,6 @@ def report(runs, fmt, reports) -> None:
     """
     from chaos.journal import Journal, JournalError
     from chaos.report.formats import render_format
-
     from chaos.runner.run_folders import settle_if_killed
 
     journals = []

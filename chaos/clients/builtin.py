@@ -38,6 +38,7 @@ from chaos.clients.registry_http import (
     Reply,
     daemon_like_session,
 )
+from chaos.errors import UsageError
 from chaos.vocab.codes import (
     BAD_RESPONSE,
     BLOB_UNKNOWN,
@@ -53,9 +54,8 @@ from chaos.vocab.codes import (
 )
 from chaos.vocab.hub import REGISTRY_URL
 from chaos.vocab.names import HUB, MIRROR
-from chaos.vocab.results import Attempt, PullResult
-from chaos.errors import UsageError
 from chaos.vocab.reference import ImageReference
+from chaos.vocab.results import Attempt, PullResult
 
 # Says who is pulling in registry and proxy logs.
 log = logging.getLogger(__name__)

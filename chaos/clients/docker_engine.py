@@ -63,12 +63,12 @@ import requests
 import urllib3.exceptions
 
 from chaos.clients.error_map import answer_status, classify, docker_message, unquote_log_value
-from chaos.vocab.names import HUB, MIRROR
+from chaos.errors import EnvironmentProblem, UsageError
 from chaos.vocab.codes import TIMEOUT
 from chaos.vocab.hub import DAEMON_HUB_NAMES, INDEX_SERVER
-from chaos.vocab.results import Attempt, PullResult, PushResult, with_final_error
-from chaos.errors import EnvironmentProblem, UsageError
+from chaos.vocab.names import HUB, MIRROR
 from chaos.vocab.reference import ImageReference
+from chaos.vocab.results import Attempt, PullResult, PushResult, with_final_error
 
 log = logging.getLogger(__name__)
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"

@@ -21,13 +21,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from chaos.clients.engines import make_engine
-from chaos.vocab.names import ENGINES
 from chaos.clients.image_archive import write_docker_archive
 from chaos.clients.pusher import PUSH_TIMEOUT_S, push_to
 from chaos.errors import UsageError
 from chaos.images.synth import build_image
 from chaos.lab.layout import LabState
 from chaos.vocab.hub import DOCKER_IO
+from chaos.vocab.names import ENGINES
 from chaos.vocab.reference import ImageReference
 from chaos.vocab.results import PushResult
 

@@ -39,9 +39,17 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
 
-from chaos.vocab.codes import BAD_RESPONSE, NETWORK, TIMEOUT
 from chaos.errors import ChaosError
-from chaos.vocab.codes import DENIED, MESSAGES, TOOMANYREQUESTS, UNAUTHORIZED, errcode_text
+from chaos.vocab.codes import (
+    BAD_RESPONSE,
+    DENIED,
+    MESSAGES,
+    NETWORK,
+    TIMEOUT,
+    TOOMANYREQUESTS,
+    UNAUTHORIZED,
+    errcode_text,
+)
 
 MAX_REDIRECTS = 10  # Go's http.Client stops after 10
 MAX_SMALL_BODY_BYTES = 1 << 20  # error bodies and token answers

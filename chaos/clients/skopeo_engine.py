@@ -49,13 +49,13 @@ from urllib.parse import urlsplit
 
 from chaos.clients.child import run_child
 from chaos.clients.error_map import answer_status, classify, docker_message, primary_error, unquote_log_value
-from chaos.vocab.names import HUB, MIRROR
-from chaos.vocab.codes import TIMEOUT, TOOMANYREQUESTS
-from chaos.vocab.hub import REGISTRY_URL
-from chaos.vocab.results import Attempt, PullResult, PushResult, with_final_error
 from chaos.errors import UsageError
 from chaos.lab.binaries import require_skopeo
+from chaos.vocab.codes import TIMEOUT, TOOMANYREQUESTS
+from chaos.vocab.hub import REGISTRY_URL
+from chaos.vocab.names import HUB, MIRROR
 from chaos.vocab.reference import ImageReference
+from chaos.vocab.results import Attempt, PullResult, PushResult, with_final_error
 
 log = logging.getLogger(__name__)
 _TRYING = re.compile(r'msg="Trying to access \\"([^"\\]+)\\""')

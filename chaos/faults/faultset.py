@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from chaos.errors import UsageError, quoted
 from chaos.faults.kind import FaultKind
@@ -26,7 +26,6 @@ from chaos.faults.registry import kinds
 from chaos.faults.spec import Counters, FaultSpec
 from chaos.faults.triggers import TriggerState
 from chaos.vocab.endpoints import Endpoint
-
 
 ADDED, REPLACED, REMOVED, CLEARED, EXPIRED = "added", "replaced", "removed", "cleared", "expired"
 CHANGES = (ADDED, REPLACED, REMOVED, CLEARED, EXPIRED)

@@ -21,7 +21,8 @@ Which faults fired for the request is FaultSet.fire's decision (faultset.py).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chaos.faults.body import BodyFilter
 from chaos.faults.faultset import ActiveFault

@@ -10,8 +10,9 @@ once: match.py, triggers.py, faultset.py.
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from chaos.faults.body import BodyFilter
 

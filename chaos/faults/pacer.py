@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chaos.faults.body import BodyFilter
-
 
 MIN_READ_BYTES = 16 * 1024
 

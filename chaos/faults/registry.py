@@ -14,8 +14,8 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,9 @@ import re
 import time
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from chaos.errors import UsageError, quoted
 from chaos.faults.match import Match

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from chaos.errors import quoted
 from chaos.faults.numbers import NumberProblem, plain_number

@@ -22,9 +22,9 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import tenacity
 
-from chaos.vocab.codes import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
 from chaos.errors import ChaosError
 from chaos.images.synth import Blob, SyntheticImage, SyntheticIndex
+from chaos.vocab.codes import BAD_RESPONSE, DIGEST_MISMATCH, NETWORK, TIMEOUT
 
 _RETRY_WAIT = tenacity.wait_exponential(multiplier=0.2, max=2.0)
 

@@ -67,7 +67,7 @@ def _fail(status: int, details: str, user: str | None = None) -> Reply:
 
 
 def _issued_at() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class AccountsSource:
@@ -229,7 +229,7 @@ class RequestLog:
     def write(self, line: str) -> None:
         if self.stream is None:
             return
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         with self._lock:
             self.stream.write(f"{stamp} {line}\n")
             self.stream.flush()

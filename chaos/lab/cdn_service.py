@@ -123,7 +123,7 @@ class RequestLog:
     def write(self, line: str) -> None:
         if self.stream is None:
             return
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         with self._lock:
             self.stream.write(f"{stamp} {line}\n")
             self.stream.flush()

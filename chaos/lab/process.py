@@ -20,7 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -95,6 +95,16 @@ def identify(pid: int) -> ProcessIdentity | None:
     if len(fields) < 20 or fields[0] in ("Z", "X"):
         return None
     return ProcessIdentity(pid, int(fields[19]), tuple(arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]))
+
+
+def other_processes() -> Iterator[ProcessIdentity]:
+    """The identity of every live process but this one (zombies, and those
+    gone while the list was read, left out)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            identity = identify(int(entry.name))
+            if identity is not None:
+                yield identity
 
 
 def _identity_after_exec(pid: int, deadline_s: float = 2.0) -> ProcessIdentity | None:

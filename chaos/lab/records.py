@@ -35,7 +35,7 @@ from chaos.lab import containerd as lab_containerd
 from chaos.lab import dockerd as lab_dockerd
 from chaos.lab.layout import SCRATCH_OWNER, LabPaths, LabState, scratches_of
 from chaos.lab.mounts import unmount_all
-from chaos.lab.process import ProcessIdentity, boot_id, identify, is_ours, stop_group
+from chaos.lab.process import ProcessIdentity, boot_id, identify, is_ours, other_processes, stop_group
 from chaos.lab.registry_config import redact_config_file
 
 log = logging.getLogger(__name__)
@@ -300,12 +300,7 @@ def stop_unrecorded(paths: LabPaths) -> list[str]:
     (see _markers); returns their names."""
     markers = _markers(paths)
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        identity = identify(int(entry.name))
-        if identity is None:
-            continue
+    for identity in other_processes():
         args = identity.cmdline
         for before, arg in zip(args, args[1:]):
             name = markers.get((before, arg))

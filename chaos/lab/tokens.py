@@ -100,7 +100,7 @@ def parse_scopes(values: Iterable[str]) -> list[Scope]:
 
 def _new_certificate(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hub-chaos lab auth.docker.io")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -39,8 +39,9 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import yaml
 from mitmproxy import ctx, http, tls
@@ -50,8 +51,8 @@ from mitmproxy.proxy.layers.http import HttpStream
 from mitmproxy.proxy.mode_specs import ProxyMode
 
 from chaos.errors import quoted
-from chaos.faults.faultset import ADDED, REPLACED, ActiveFault, FaultSet
 from chaos.faults.body import content_length, has_body
+from chaos.faults.faultset import ADDED, REPLACED, ActiveFault, FaultSet
 from chaos.faults.flowdata import ORIGIN
 from chaos.faults.hooks import APPLIED, FilterChain, body_filters, hold_request, needs_hold, run_hook
 from chaos.faults.spec import FaultSpec, FaultSpecError, parse_fault_spec

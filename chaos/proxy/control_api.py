@@ -30,7 +30,8 @@ import json
 import logging
 import socket
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import tornado.httpserver
 import tornado.netutil

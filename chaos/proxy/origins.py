@@ -10,8 +10,9 @@ in on any other listener has origin "unknown".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from chaos.errors import quoted
 from chaos.faults.match import UNKNOWN

@@ -8,9 +8,9 @@ its Location and WWW-Authenticate headers exactly as Hub would.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 from urllib.parse import urlsplit
 
 from mitmproxy import http

@@ -49,7 +49,7 @@ def issue_server_cert(confdir: Path, folder: Path, names: tuple[str, ...], *, na
     store = CertStore.from_store(confdir, CA_BASENAME, CA_KEY_SIZE)
     ca = x509.load_pem_x509_certificate(store.default_ca.to_pem())
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     cert = (
         x509.CertificateBuilder()

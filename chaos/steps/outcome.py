@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import Any, Union
+from typing import Any
 
 from chaos.journal import Verdict
 from chaos.vocab.results import PullResult, PushResult
@@ -36,7 +36,7 @@ class ActionResult:
         return {**asdict(self), "facts": dict(self.facts)}
 
 
-Result = Union[PullResult, PushResult, ActionResult]
+Result = PullResult | PushResult | ActionResult
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from urllib.parse import unquote_plus
 from mitmproxy import http
 
 from chaos.errors import quoted
-from chaos.faults.kind import FaultKind, free_text
-from chaos.faults.spec import FaultSpecError
 from chaos.faults.hub_errors import balancer_page, endpoint_of, token_error
+from chaos.faults.kind import FaultKind, free_text
 from chaos.faults.registry import register
+from chaos.faults.spec import FaultSpecError
 
 MODES = ("bad-credentials", "forbidden", "unavailable", "no-scope")
 WRONG_CREDENTIALS = "incorrect username or password"

@@ -20,9 +20,9 @@ from mitmproxy import http
 
 from chaos.faults.body import BodyFilter, has_body
 from chaos.faults.kind import FaultKind
-from chaos.faults.spec import ParamError
-from chaos.faults.registry import register
 from chaos.faults.pacer import ReadPacer
+from chaos.faults.registry import register
+from chaos.faults.spec import ParamError
 from chaos.faults.transports import server_transport
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from mitmproxy import http
 
 from chaos.faults.body import BodyFilter, content_length, has_body
-from chaos.faults.spec import ParamError
 from chaos.faults.kind import FaultKind
 from chaos.faults.registry import register
+from chaos.faults.spec import ParamError
 
 
 @register

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from mitmproxy import http
 
 from chaos.errors import quoted
-from chaos.faults.kind import FaultKind, free_text
-from chaos.faults.spec import FaultSpecError
 from chaos.faults.hub_errors import default_error, endpoint_of, registry_error
-from chaos.vocab.codes import ERROR_CODE
+from chaos.faults.kind import FaultKind, free_text
 from chaos.faults.registry import register
+from chaos.faults.spec import FaultSpecError
+from chaos.vocab.codes import ERROR_CODE
 
 
 @register

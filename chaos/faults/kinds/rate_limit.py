@@ -35,21 +35,22 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jwt
 from mitmproxy import http
 
 from chaos.errors import quoted
 from chaos.faults.flowdata import ORIGIN
+from chaos.faults.hub_errors import endpoint_of, error_document, json_response
 from chaos.faults.kind import FaultKind
 from chaos.faults.match import UNKNOWN
+from chaos.faults.registry import register
 from chaos.faults.spec import FaultSpecError
-from chaos.faults.hub_errors import endpoint_of, error_document, json_response
 from chaos.vocab.codes import HUB_RATE_LIMIT_MESSAGE, TOOMANYREQUESTS
 from chaos.vocab.hub import RATE_LIMIT_WINDOW_S
-from chaos.faults.registry import register
 
 IDENTITIES = ("auto", "client", "user")
 ANONYMOUS = "anonymous"

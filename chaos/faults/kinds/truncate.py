@@ -15,10 +15,10 @@ from typing import Any
 from mitmproxy import http
 
 from chaos.faults.body import BodyFilter, CutAfter, content_length, has_body
-from chaos.faults.spec import ParamError
 from chaos.faults.kind import FaultKind
 from chaos.faults.lifetime import Lifetime
 from chaos.faults.registry import register
+from chaos.faults.spec import ParamError
 
 
 @register

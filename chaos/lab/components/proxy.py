@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from chaos.errors import EnvironmentProblem
-from chaos.shipped import addon_path
 from chaos.lab.components.launch import LOOPBACK, Launch, clean_env, loopback_url
 from chaos.lab.ports import is_listening
 from chaos.lab.process import require_binary
 from chaos.proxy.control_client import ControlClient
+from chaos.shipped import addon_path
 
 ADDON = addon_path()  # from the package: a wheel install has no repository folders
 CA_FILE_NAME = "mitmproxy-ca-cert.pem"
