@@ -61,3 +61,11 @@ class EnvironmentProblem(ChaosError):
 
 class ComponentFailed(EnvironmentProblem):
     """A lab component died or never became ready; the message carries its log tail."""
+
+
+class PortInUse(ComponentFailed):
+    """A lab component died because its port was taken between the choice and its bind."""
+
+    def __init__(self, message: str, component: str):
+        super().__init__(message)
+        self.component = component

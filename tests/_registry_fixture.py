@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+
+from chaos.lab.ports import free_port
 
 READY_DEADLINE_S = 15.0
 STOP_DEADLINE_S = 5.0
@@ -27,12 +28,6 @@ class RunningRegistry:
     base_url: str  # "http://127.0.0.1:PORT"
     storage: Path
     log: Path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def write_config(folder: Path, port: int, proxy_remote: str | None = None) -> Path:

@@ -10,7 +10,6 @@ import hashlib
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from chaos.images.push import push_image
 from chaos.images.synth import build_image
 from chaos.lab.accounts import Accounts, Repo
 from chaos.lab.auth_service import make_server
+from chaos.lab.ports import free_port
 from chaos.lab.registry_config import hub_config, write_config
 from chaos.lab.tokens import TokenSigner
 from chaos.proxy.control_client import ControlClient
@@ -49,12 +49,6 @@ HUB_MESSAGE = (
     "You have reached your pull rate limit. You may increase the limit by authenticating "
     "and upgrading: https://www.docker.com/increase-rate-limit"
 )
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check, what, process, log):

@@ -14,6 +14,7 @@ import requests
 
 from chaos.lab.accounts import Accounts, Repo
 from chaos.lab.auth_service import main, make_server
+from chaos.lab.ports import free_port
 from chaos.lab.tokens import BadToken, TokenSigner
 
 PASSWORD = "s3cret-alice-pw"
@@ -294,17 +295,11 @@ def test_keep_alive_connection_serves_several_requests(auth):
     assert received.count(b"HTTP/1.1 200") == 2
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_runs_as_a_module_and_stops_cleanly_on_sigterm(tmp_path, signer):
     accounts_path = tmp_path / "accounts.json"
     _accounts().to_file(accounts_path)
     log_path = tmp_path / "auth.log"
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "chaos.lab.auth_service", "--accounts", str(accounts_path),
             "--keys", str(signer.directory), "--port", str(port), "--log", str(log_path)]  # fmt: skip
     proc = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.PIPE)

@@ -2,7 +2,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -20,6 +19,7 @@ from chaos.lab.components.hub import hub_registry
 from chaos.lab.components.launch import INHERITED_ENV, Launch
 from chaos.lab.components.mirror import pull_through_mirror
 from chaos.lab.components.push_registry import push_registry
+from chaos.lab.ports import free_ports
 from chaos.lab.registry_config import hub_config, mirror_config, push_config, write_config
 from chaos.lab.tokens import TokenSigner
 
@@ -126,18 +126,6 @@ def test_push_registry_launcher_serves_a_plain_registry_on_the_given_storage(tmp
 # --- the real binary -------------------------------------------------------------
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free ports: all held open together, so the kernel cannot hand one out twice."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _http() -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # a proxy from the environment must not see loopback traffic
@@ -230,7 +218,7 @@ def test_lab_hub_challenges_and_enforces_tokens_like_docker_hub(tmp_path):
         users={"alice": "alice-pw"},
         repositories={"library/redis": Repo(), "alice/private": Repo(private=True)},
     )
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     config = hub_config(tmp_path / "storage", port, signer.cert_path)
     http = _http()
 
@@ -343,7 +331,7 @@ def test_blob_pushed_to_push_registry_is_served_by_the_mirror_sharing_its_storag
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     # A loopback stub as upstream: nothing can leave the machine.
     with stub_upstream() as (upstream, upstream_paths):
-        mirror_port, push_port = _free_ports(2)
+        mirror_port, push_port = free_ports(2)
         mirror = pull_through_mirror(binary=REGISTRY, port=mirror_port, storage=storage, remote_url=upstream,
                                      config_path=tmp_path / "mirror" / "registry.yml", log_path=tmp_path / "mirror.log")
         push = push_registry(binary=REGISTRY, port=push_port, storage=storage,

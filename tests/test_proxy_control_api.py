@@ -1,6 +1,5 @@
 import asyncio
 import logging
-import socket
 import threading
 import time
 
@@ -10,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chaos.errors import EnvironmentProblem, UsageError
 from chaos.faults.faultset import DuplicateFault, FaultSet, UnknownFault
+from chaos.lab.ports import free_port
 from chaos.proxy.control_api import ControlServer, parse_control_address
 from chaos.proxy.control_client import ControlClient, control_base_url
 from chaos.proxy.metrics import ProxyMetrics
@@ -171,12 +171,6 @@ def test_bad_event_queries_are_400(api, query):
     response = raw(api, "GET", f"/events?{query}")
     assert response.status_code == 400
     assert response.json()["error"]
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_unreachable_api_is_an_environment_problem():

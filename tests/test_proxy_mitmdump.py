@@ -23,6 +23,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from chaos.errors import EnvironmentProblem, UsageError
+from chaos.lab.ports import free_port
 from chaos.proxy.control_client import ControlClient
 
 pytestmark = pytest.mark.lab
@@ -31,12 +32,6 @@ MITMDUMP = Path(sys.executable).with_name("mitmdump")
 ADDON = Path(__file__).resolve().parents[1] / "addons" / "hub_chaos.py"
 BIG = 5 * 1024 * 1024
 REGISTRY = "https://registry-1.docker.io"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Upstream(http.server.ThreadingHTTPServer):

@@ -25,6 +25,7 @@ from mitmproxy.proxy.context import Context
 from chaos.faults.faultset import FaultSet
 from chaos.faults.match import Match
 from chaos.faults.spec import parse_fault_spec
+from chaos.lab.ports import free_port
 from chaos.proxy.passthrough import (
     QUIET_S,
     SPLICE,
@@ -693,9 +694,7 @@ def test_with_a_cdn_fault_on_the_tunnel_is_intercepted_and_the_fault_acts(proxy,
 
 def test_an_unreachable_upstream_is_an_event_without_a_status(tmp_path):
     cert = issue_server_cert(tmp_path / "conf", tmp_path / "tls", (CDN_HOST,), name="cdn")
-    with socket.socket() as closed_port:
-        closed_port.bind(("127.0.0.1", 0))
-        port = closed_port.getsockname()[1]
+    port = free_port()  # nobody listens there
     del cert
     with RoutedMitmdump(tmp_path, port, f"https://127.0.0.1:{port}") as proxy:
         with proxy.session() as session, pytest.raises(requests.exceptions.ConnectionError):

@@ -47,7 +47,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from chaos.errors import UsageError
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from chaos.errors import PortInUse, UsageError
 from chaos.lab import containerd as lab_containerd
 from chaos.lab.accounts import Accounts, Repo
 from chaos.lab.binaries import require_registry, require_skopeo
@@ -92,6 +94,8 @@ log = logging.getLogger(__name__)
 _PORTS = (
     "hub", "auth", "cdn", "proxy", "proxy-mirror", "proxy-push-registry", "control", "mirror", "push-registry",
 )  # fmt: skip
+# Starts of the whole lab when another program takes a port it chose (chaos.lab.ports).
+_START_ATTEMPTS = 3
 # The fault proxy's listener of each origin (chaos.vocab.names.ORIGINS), by its key in _PORTS.
 _LISTENERS = {"mirror": "proxy-mirror", "client": "proxy", "push-registry": "proxy-push-registry"}
 
@@ -185,8 +189,6 @@ class Lab:
         return external_mirror_settings(self.state)
 
     def start(self) -> LabState:
-        self._stopped = False
-        self._starting = []
         registry = require_registry(self.registry_binary)
         # Engines and input first: a missing binary or a bad file must not cost a lab start and stop.
         if "skopeo" in self.engines:
@@ -203,6 +205,29 @@ class Lab:
         mitmdump = mitmdump_binary()
         claim_folder(self.paths.root)
         self.paths.root.mkdir(parents=True, exist_ok=True)
+        for attempt in Retrying(
+            stop=stop_after_attempt(_START_ATTEMPTS), retry=retry_if_exception_type(PortInUse), reraise=True,
+            before_sleep=self._choose_other_ports,
+        ):
+            with attempt:
+                self._start_components(registry, mitmdump, mirror_base)
+        if self.with_mirror:
+            log.info("lab ready: mirror %s, fault proxy %s", self.state.mirror_url, self.state.proxy_url)
+        else:
+            log.info("lab ready without a mirror: hub behind fault proxy %s (a mirror's listener: %s)",
+                     self.state.proxy_url, self.state.proxy_urls["mirror"])
+        return self.state
+
+    def _choose_other_ports(self, retry: RetryCallState) -> None:
+        taken = retry.outcome.exception() if retry.outcome else None
+        log.info("another program took the port of the %s as it started; starting the lab again on other ports "
+                 "(attempt %d of %d)", getattr(taken, "component", "lab"), retry.attempt_number + 1, _START_ATTEMPTS)
+        self._ports = dict(zip(_PORTS, free_ports(len(_PORTS))))
+
+    def _start_components(self, registry: str, mitmdump: str, mirror_base: dict | None) -> None:
+        """One attempt at starting every component; a failure stops what started."""
+        self._stopped = False
+        self._starting = []
         # Recorded before it exists: a kill right after it appears leaves it findable.
         self.paths = LabPaths(self.paths.root, choose_scratch())
         self.state = LabState(root=str(self.paths.root), scratch=str(self.paths.scratch), boot_id=boot_id())
@@ -234,15 +259,13 @@ class Lab:
                 self._start_containerd()
             self.state.status = "running"
             self._save_state()
+        except PortInUse:
+            # Started again by start(); so a Ctrl-C held during this stop is raised instead.
+            self._stop(raise_held_signal=True)
+            raise
         except BaseException:
             self._stop(raise_held_signal=False)
             raise
-        if self.with_mirror:
-            log.info("lab ready: mirror %s, fault proxy %s", self.state.mirror_url, self.state.proxy_url)
-        else:
-            log.info("lab ready without a mirror: hub behind fault proxy %s (a mirror's listener: %s)",
-                     self.state.proxy_url, self.state.proxy_urls["mirror"])
-        return self.state
 
     def stop(self) -> None:
         """Stop every component, last started first, and remove the leftovers;

@@ -27,7 +27,8 @@ from typing import Self
 
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from chaos.errors import ComponentFailed, EnvironmentProblem
+from chaos.errors import ComponentFailed, EnvironmentProblem, PortInUse
+from chaos.lab.ports import listening_socket_inodes
 
 READY_POLL_S = 0.03
 """How often a starting component's readiness is asked: most answer within tens
@@ -182,8 +183,12 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         tie_to_parent: bool = True,
+        ports: Sequence[int] = (),
     ):
+        """ports: where it listens. It is ready only once its own process group
+        holds each (a program that took one first would answer the probe)."""
         self.name = name
+        self.ports = tuple(ports)
         self.argv = list(argv)
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
@@ -234,12 +239,13 @@ class ManagedProcess:
         def attempt() -> bool:
             if not self.alive():
                 code = self.proc.returncode if self.proc else None
-                raise ComponentFailed(
-                    f"{self.name} exited with code {code} before it was ready; "
-                    f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
-                )
+                tail = log_tail(self.log_path)
+                message = f"{self.name} exited with code {code} before it was ready; last lines of {self.log_path}:\n{tail}"
+                if "address already in use" in tail.lower():  # distribution, mitmproxy and Python alike
+                    raise PortInUse(message, self.name)
+                raise ComponentFailed(message)
             try:
-                return bool(check())
+                return bool(check()) and all(group_listens_on(self.proc.pid, port) for port in self.ports)
             except Exception:  # noqa: BLE001 - any failure of the probe means "not yet"
                 return False
 
@@ -280,10 +286,15 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not Path("/proc").is_dir():
         return True
-    for entry in proc.iterdir():
+    return bool(group_members(pgid))
+
+
+def group_members(pgid: int) -> list[int]:
+    """The pids of the group's live processes (zombies left out)."""
+    members = []
+    for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
@@ -293,7 +304,30 @@ def group_alive(pgid: int) -> bool:
         # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ")".
         fields = stat[stat.rfind(")") + 2:].split()
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            return True
+            members.append(int(entry.name))
+    return members
+
+
+def group_listens_on(pgid: int, port: int) -> bool:
+    """Whether a process of the group holds a socket listening on port (not
+    another program that took the port first). True when the kernel's socket
+    tables cannot be read: then nobody can tell, and a readiness probe's
+    answer has to do."""
+    inodes = listening_socket_inodes(port)
+    if inodes is None:
+        return True
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for pid in group_members(pgid):
+        try:
+            descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for descriptor in descriptors:
+            try:
+                if os.readlink(descriptor) in wanted:
+                    return True
+            except OSError:
+                continue
     return False
 
 

@@ -17,4 +17,4 @@ def auth_service(*, port: int, accounts_file: Path, keys: Path, log_path: Path) 
         sys.executable, "-m", "chaos.lab.auth_service", "--accounts", str(accounts_file),
         "--keys", str(keys), "--host", LOOPBACK, "--port", str(port),
     )  # fmt: skip
-    return Launch("auth", argv, http_ok(f"{url}/healthz"), log_path, url=url, env=clean_env())
+    return Launch("auth", argv, http_ok(f"{url}/healthz"), log_path, url=url, env=clean_env(), ports=(port,))

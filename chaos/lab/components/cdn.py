@@ -40,4 +40,4 @@ def blob_cdn(*, port: int, storage: Path, secret_file: Path, log_path: Path, req
     if tls is not None:
         argv += ("--tls-cert", str(tls.cert_file), "--tls-key", str(tls.key_file))
     ready = http_ok(f"{url}/healthz", verify=str(tls.ca_file) if tls else True)
-    return Launch("cdn", argv, ready, log_path, url=url, env=clean_env())
+    return Launch("cdn", argv, ready, log_path, url=url, env=clean_env(), ports=(port,))

@@ -60,7 +60,9 @@ class Launch:
     log_path: Path
     url: str = ""  # where it answers, once ready
     env: Mapping[str, str] = field(default_factory=clean_env)
+    ports: tuple[int, ...] = ()  # where it listens: ready once its own process holds each
 
     def process(self, *, tie_to_parent: bool = True) -> ManagedProcess:
         """A ManagedProcess for this launch, not yet started."""
-        return ManagedProcess(self.name, self.argv, self.log_path, env=self.env, tie_to_parent=tie_to_parent)
+        return ManagedProcess(self.name, self.argv, self.log_path, env=self.env, tie_to_parent=tie_to_parent,
+                              ports=self.ports)

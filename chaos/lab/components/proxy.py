@@ -160,4 +160,5 @@ def fault_proxy(
         with ControlClient(control_url, timeout=1.0) as control:
             return bool(control.health()) and ca.exists() and all(is_listening(p) for p in ports)
 
-    return Launch(name, tuple(argv), ready, log_path, url=loopback_url(port), env=clean_env())
+    return Launch(name, tuple(argv), ready, log_path, url=loopback_url(port), env=clean_env(),
+                  ports=(*ports, control_port))

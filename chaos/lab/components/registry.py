@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from chaos.lab.components.launch import Launch, clean_env
 from chaos.lab.registry_config import write_config
@@ -23,4 +24,5 @@ def serve_registry(
 ) -> Launch:
     """Writes config to config_path now: a restart must find the very same file."""
     write_config(config, config_path)
-    return Launch(name, (binary, "serve", str(config_path)), ready, log_path, url=url, env=clean_env(env))
+    return Launch(name, (binary, "serve", str(config_path)), ready, log_path, url=url, env=clean_env(env),
+                  ports=(urlsplit(url).port,))
