@@ -19,8 +19,10 @@ Format 2. Top level:
     plan            [{name, phase, kind, description}]: every step the run meant to take
     fault_windows   [{name, kind, spec, on, off, on_step, off_step}]: when each fault was on
     steps           [step record, see StepRecord]
-    findings        [{kind, repository, says, ...}]: what the run found whatever the
-                    scenario asked (private content in the mirror's cache)
+    findings        [{kind, says, ...}]: what the run found whatever the scenario
+                    asked: private-content-cached (repository, where: catalog,
+                    storage), private-content-unknown (repositories: the
+                    catalog could not be read)
 
 Each step record: index, name, phase, kind, loc, description, inputs, expect
 (the expectations as written, one text each), started, ended, seconds,

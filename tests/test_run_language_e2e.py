@@ -159,6 +159,39 @@ def test_rollback_clears_faults_after_a_failed_step_on_a_target(tmp_path, runnin
     assert active_faults(running_lab) == []
 
 
+def test_a_target_without_storage_is_checked_by_its_catalog_alone(tmp_path, running_lab):
+    head, steps = target_scenario(running_lab, "").split("  storage: ")[0], (
+        "  - {name: warm, pull: alpine:3.19}\n"
+        "  - name: looked-at\n    check: {cached: [library/alpine], not_cached: [library/nginx]}\n"
+    )
+    scenario = tmp_path / "target.yaml"
+    scenario.write_text(head + "steps:\n" + steps)
+    result = run_chaos("run", str(scenario), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdicts = {v["what"]: v for v in journal(tmp_path / "run")["steps"][-1]["verdicts"]}
+    assert verdicts["cached library/alpine"]["actual"] == {"in_catalog": True}
+    assert verdicts["not cached library/nginx"]["actual"] == {"in_catalog": False}
+
+
+def test_a_catalog_nobody_could_read_is_a_finding_not_silence(tmp_path, running_lab):
+    # The lab's hub stands in for a mirror whose catalog needs a login (Harbor's, a Nexus repository's).
+    scenario = tmp_path / "target.yaml"
+    scenario.write_text(
+        "name: against-target\n"
+        f"target:\n  mirror: {running_lab['hub_url']}\n  control: {running_lab['control_url']}\n"
+        f"  proxy: {running_lab['proxy_url']}\n  ca: {running_lab['ca_file']}\n  private: [alice/private-app]\n"
+        "steps:\n  - {name: pause, wait: 10ms}\n"
+    )
+    result = run_chaos("run", str(scenario), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (finding,) = journal(tmp_path / "run")["findings"]
+    assert finding["kind"] == "private-content-unknown" and finding["repositories"] == ["alice/private-app"]
+    assert finding["says"].startswith("could not read the mirror's catalog to look for private repositories "
+                                      "(alice/private-app): catalog of ")
+    assert finding["says"].endswith("looked in neither (no storage folder to read)")
+    assert f"finding: {finding['says']}" in result.stdout
+
+
 def test_sigint_clears_faults_on_a_target(tmp_path, running_lab):
     scenario = tmp_path / "target.yaml"
     scenario.write_text(target_scenario(running_lab, (

@@ -461,3 +461,22 @@ def test_private_content_in_the_mirror_is_a_finding_whatever_the_scenario_asked(
     (finding,) = journal.findings
     assert finding["repository"] == "alice/secret-app" and finding["where"] == ["catalog"]
     assert "anyone who can reach the mirror can pull it" in summary_line(journal)
+
+
+def test_a_catalog_that_could_not_be_read_is_a_finding_and_storage_still_speaks(tmp_path):
+    class DeafCatalogProbe(FakeProbe):
+        def snapshot(self, *, settle=False):
+            return MirrorSnapshot(catalog=(), stored_repositories=("alice/secret-app",), storage_bytes=1,
+                                  catalog_error="catalog of http://127.0.0.1:1 unavailable: 401 Unauthorized")
+
+    scenario_lab = "lab:\n  users: [{name: alice, password: wonderland}]\n  images: [alpine:3.19, {ref: 'alice/secret-app:1', private: true}]\n"
+    scenario = load_scenario_text(f"name: t\n{scenario_lab}steps:\n  - {{name: warm, pull: alpine:3.19}}\n", "t.yaml")
+    state = LabState(root=str(tmp_path), mirror_url="http://127.0.0.1:1", control_url="http://127.0.0.1:2", users={"alice": "wonderland"})
+    env = RunEnvironment(state=state, control=FakeControl(), engines=lambda *a: FakeEngine(ok_pull()),
+                         probe=DeafCatalogProbe(), pusher=lambda *a: None)
+    journal = Runner(scenario, env, tmp_path).run()
+    unknown, cached = journal.findings
+    assert unknown["kind"] == "private-content-unknown" and unknown["says"] == (
+        "could not read the mirror's catalog to look for private repositories (alice/secret-app): "
+        "catalog of http://127.0.0.1:1 unavailable: 401 Unauthorized; looked in its storage only")
+    assert cached["kind"] == "private-content-cached" and cached["where"] == ["storage"]

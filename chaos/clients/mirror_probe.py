@@ -25,6 +25,7 @@ class MirrorSnapshot:
     stored_repositories: tuple[str, ...]  # repositories with at least one manifest on disk
     storage_bytes: int
     catalog_error: str | None = None  # the mirror did not answer its catalog API
+    storage_checked: bool = True  # False: no storage folder to read (a target without target.storage)
 
     def to_dict(self) -> dict:
         return {
@@ -32,7 +33,18 @@ class MirrorSnapshot:
             "stored_repositories": list(self.stored_repositories),
             "storage_bytes": self.storage_bytes,
             "catalog_error": self.catalog_error,
+            "storage_checked": self.storage_checked,
         }
+
+    def holds(self, repository: str) -> dict[str, bool]:
+        """Where the repository shows, by source looked at (in_catalog, in_storage);
+        a source that could not be looked at is left out."""
+        found = {}
+        if not self.catalog_error:
+            found["in_catalog"] = repository in self.catalog
+        if self.storage_checked:
+            found["in_storage"] = repository in self.stored_repositories
+        return found
 
 
 SETTLE_DEADLINE_S = 5.0
@@ -58,6 +70,7 @@ def snapshot(mirror_url: str, storage: Path | None, *, settle: bool = False, tim
         stored_repositories=tuple(sorted(_stored_repositories(storage))) if storage else (),
         storage_bytes=size,
         catalog_error=error,
+        storage_checked=storage is not None,
     )
 
 

@@ -253,9 +253,16 @@ class Runner:
         if snap is None:
             return []
         findings = []
+        if snap.catalog_error:
+            # No finding must not read as "nothing private cached" when nobody could look.
+            looked = "its storage only" if snap.storage_checked else "neither (no storage folder to read)"
+            findings.append({
+                "kind": "private-content-unknown", "repositories": sorted(private),
+                "says": f"could not read the mirror's catalog to look for private repositories "
+                        f"({', '.join(sorted(private))}): {snap.catalog_error}; looked in {looked}",
+            })
         for repository in sorted(private):
-            where = [w for w, found in (("catalog", repository in snap.catalog),
-                                        ("storage", repository in snap.stored_repositories)) if found]
+            where = [w.removeprefix("in_") for w, found in snap.holds(repository).items() if found]
             if where:
                 findings.append({
                     "kind": "private-content-cached", "repository": repository, "where": where,

@@ -117,12 +117,14 @@ def judge_check(check: CheckAction, snap: MirrorSnapshot, ctx: StepContext) -> l
     verdicts = []
     if snap.catalog_error and (check.cached or check.not_cached or check.catalog_unchanged_since):
         verdicts.append(Verdict("mirror answers its catalog API", True, snap.catalog_error, False))
+    # Judged on the sources that could be looked at: a target without
+    # target.storage by its catalog alone; an unreadable catalog failed above.
     for repo in check.cached:
-        actual = {"in_catalog": repo in snap.catalog, "in_storage": repo in snap.stored_repositories}
-        verdicts.append(Verdict(f"cached {repo}", {"in_catalog": True, "in_storage": True}, actual, all(actual.values())))
+        actual = snap.holds(repo)
+        verdicts.append(Verdict(f"cached {repo}", dict.fromkeys(actual, True), actual, all(actual.values())))
     for repo in check.not_cached:
-        actual = {"in_catalog": repo in snap.catalog, "in_storage": repo in snap.stored_repositories}
-        verdicts.append(Verdict(f"not cached {repo}", {"in_catalog": False, "in_storage": False}, actual, not any(actual.values())))
+        actual = snap.holds(repo)
+        verdicts.append(Verdict(f"not cached {repo}", dict.fromkeys(actual, False), actual, not any(actual.values())))
     if check.storage_unchanged_since:
         before = ctx.snapshot_of(check.storage_unchanged_since).storage_bytes
         verdicts.append(Verdict(f"storage bytes unchanged since {check.storage_unchanged_since}", before, snap.storage_bytes, before == snap.storage_bytes))
