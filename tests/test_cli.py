@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from chaos.cli import main
+from chaos.scenario.loader import load_scenario
 
 
 def test_bad_scenario_exits_2_without_starting_a_lab(tmp_path):
@@ -71,6 +73,18 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     assert "warm-alpine" in result.output and "alice/private-app:1.0" in result.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_dry_run_and_the_run_say_when_the_real_hub_may_be_reached(tmp_path, live):
+    scenario = tmp_path / "target.yaml"
+    scenario.write_text("name: t\ntarget: {mirror: 'http://127.0.0.1:9', control: 'http://127.0.0.1:9'"
+                        + (", live: true" if live else ", proxy: 'http://127.0.0.1:9'") + "}\nsteps:\n  - pull: alpine\n")
+    result = CliRunner().invoke(main, ["run", str(scenario), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert ("live: the real Docker Hub may be reached" in result.output) is live
+    where = load_scenario(scenario).target.describe()
+    assert where == "the target http://127.0.0.1:9" + (" (live: the real Docker Hub may be reached)" if live else "")
 
 
 def test_validate_reports_every_file_and_exits_2_if_any_is_bad(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chaos.language.model import Scenario
+from chaos.language.model import LIVE_MODE, Scenario
 from chaos.steps.parse import describe
 
 
@@ -13,7 +13,9 @@ def plural(count: int, word: str) -> str:
 def plan(scenario: Scenario) -> str:
     lines = [f"scenario {scenario.name} ({scenario.path})"]
     if scenario.target:
-        lines.append(f"  target: mirror {scenario.target.mirror_url}, fault proxy control {scenario.target.control_url}")
+        target = scenario.target
+        lines.append(f"  target: mirror {target.mirror_url}, fault proxy control {target.control_url}"
+                     + (f", {LIVE_MODE}" if target.live else ""))
     else:
         lab = scenario.lab
         lines.append(f"  lab: {plural(len(lab.images), 'image')}, {plural(len(lab.users), 'user')}" + (", push registry" if lab.push_registry else ""))

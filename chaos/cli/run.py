@@ -99,7 +99,7 @@ def _run_one(scenario, run_dir: Path, engine: str, keep_lab: bool):
                              "is configured, maybe the real one; set target.live: true to allow that")
         state = state_for_target(scenario.target)
         _preflight_engines(engines, state)
-        return _execute(scenario, RunEnvironment.real(state), run_dir, engine, f"the target {scenario.target.mirror_url}")
+        return _execute(scenario, RunEnvironment.real(state), run_dir, engine, scenario.target.describe())
     lab = Lab(scenario.lab, run_dir / "lab", detached=keep_lab, engines=engines - {"builtin"})
     try:
         with lab:

@@ -75,6 +75,9 @@ class LabSpec:
         return next(u.password for u in self.users if u.name == user)
 
 
+LIVE_MODE = "live: the real Docker Hub may be reached"
+
+
 @dataclass(frozen=True)
 class Target:
     """An existing set-up to test instead of the embedded lab."""
@@ -87,6 +90,10 @@ class Target:
     users: tuple[User, ...] = ()
     live: bool = False  # the user said the real Docker Hub may be reached (no proxy in front of it)
     private: tuple[str, ...] = ()  # repositories private on the Hub this mirror fronts: the run checks none is cached
+
+    def describe(self) -> str:
+        """How the run and its reports name it: live mode is said wherever the target is."""
+        return f"the target {self.mirror_url}" + (f" ({LIVE_MODE})" if self.live else "")
 
 
 @dataclass(frozen=True)
