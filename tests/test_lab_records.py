@@ -84,8 +84,9 @@ def test_a_recorded_pid_now_naming_another_process_is_neither_alive_nor_stopped(
     paths = LabPaths(tmp_path)
     stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)  # a group of its own, as components have
     try:
-        # Right after the exec the kernel shows an empty command line for a moment.
-        mine = wait_for(lambda: (found := identify(stranger.pid)) and found.cmdline and found, "sleep exec'd", 10)
+        # Until the exec completes the kernel shows this process's command line, then an empty one for a moment.
+        mine = wait_for(lambda: (found := identify(stranger.pid)) and found.cmdline == ("sleep", "60") and found,
+                        "sleep exec'd", 10)
         # What a lab recorded long ago under the id the stranger now has: another start time.
         state = LabState(root=str(tmp_path), status="running", boot_id=boot_id(),
                          process_groups={"mirror": stranger.pid},

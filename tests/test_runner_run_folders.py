@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from datetime import datetime
+from pathlib import Path
 
 from chaos.journal import Journal
 from chaos.runner.run_folders import mark_killed_runs, new_run_folder, process_is_chaos, settle_if_killed
@@ -14,6 +16,18 @@ def running_journal(folder, pid):
     journal = Journal(scenario={"name": "hub-down"}, run_dir=str(folder), pid=pid)
     journal.write(folder / "journal.json")
     return folder / "journal.json"
+
+
+def started(argv):
+    """A child seen running argv: until its exec completes, /proc shows this
+    process's command line in the child's place. (Its arguments are compared:
+    a launcher such as pyenv's may rewrite the program's own name.)"""
+    child = subprocess.Popen(argv)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child.pid}/cmdline").read_bytes().split(b"\0")[1:-1] != [a.encode() for a in argv[1:]]:
+        assert time.monotonic() < deadline, f"{argv} not running after 10 s"
+        time.sleep(0.005)
+    return child
 
 
 def dead_pid():
@@ -30,7 +44,7 @@ def test_a_running_journal_whose_process_is_gone_is_marked_killed(tmp_path):
 
 
 def test_a_recycled_pid_of_another_program_does_not_keep_a_run_alive(tmp_path):
-    other = subprocess.Popen(["sleep", "30"])
+    other = started(["sleep", "30"])
     try:
         assert not process_is_chaos(other.pid)
         path = running_journal(tmp_path / "runs" / "b", other.pid)
@@ -41,7 +55,7 @@ def test_a_recycled_pid_of_another_program_does_not_keep_a_run_alive(tmp_path):
 
 
 def test_runs_still_going_and_finished_runs_are_left_alone(tmp_path):
-    alive = subprocess.Popen(["python3", "-c", "import time; time.sleep(30)", "chaos"])  # its command line says chaos
+    alive = started(["python3", "-c", "import time; time.sleep(30)", "chaos"])  # its command line says chaos
     try:
         running = running_journal(tmp_path / "runs" / "alive", alive.pid)
         done_folder = tmp_path / "runs" / "done"
