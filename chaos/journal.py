@@ -4,14 +4,17 @@ Format 2. Top level:
 
     format          2
     scenario        {name, description, path, tags, variables}
-    engine          the run's engine (builtin, docker, skopeo)
-    where           "the embedded lab" or "target <mirror URL>"
+    engine          the run's engine (builtin, docker, skopeo, containerd)
+    where           "the embedded lab" or "the target <mirror URL>" (with
+                    "(live: the real Docker Hub may be reached)" in live mode)
     run_dir         the run folder as the run named it
     status          running | completed | failed | aborted | interrupted | killed
                     (a run that was SIGKILLed leaves "running"; the next
                     `chaos run` or `chaos report` finds its process gone and
                     says "killed")
     pid             the chaos process that ran it
+    pid_proof       {start_time, boot_id}: what tells that process from a later
+                    one given the same pid (its start time after this boot)
     deviated        the steady state held before the faults but not after recovery
     error           why the run stopped early, or null
     started, ended  RFC 3339; seconds
@@ -186,6 +189,7 @@ class Journal:
     deviated: bool = False
     findings: list[dict[str, Any]] = field(default_factory=list)  # what the run found whatever the scenario asked
     pid: int = field(default_factory=os.getpid)
+    pid_proof: dict[str, Any] = field(default_factory=dict)  # {start_time, boot_id}: chaos.runner.run_folders
     # Never written: masks passwords and secret variables in everything written.
     redactor: Redactor = field(default_factory=lambda: Redactor(), repr=False, compare=False)
 
@@ -220,6 +224,7 @@ class Journal:
             "steps": [s.to_dict() for s in self.steps],
             "findings": self.findings,
             "pid": self.pid,
+            "pid_proof": self.pid_proof,
         })
 
     @classmethod
@@ -247,6 +252,7 @@ class Journal:
                 deviated=bool(data.get("deviated", False)),
                 findings=list(data.get("findings", [])),
                 pid=int(data.get("pid", 0)),
+                pid_proof=dict(data.get("pid_proof") or {}),
             )
         except (TypeError, KeyError, ValueError) as exc:
             raise JournalError(f"malformed journal: {exc}") from None

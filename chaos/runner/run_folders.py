@@ -2,7 +2,8 @@
 
 A run SIGKILLed leaves its journal saying "running" for ever. The next
 `chaos run` (and `chaos report`) looks: a journal still "running" whose
-process is gone, or is no longer a chaos process, was killed, and says so.
+process is gone, or whose pid now names another process (another start
+time, or another boot), was killed, and says so.
 """
 
 from __future__ import annotations
@@ -12,24 +13,34 @@ from datetime import datetime
 from pathlib import Path
 
 from chaos.journal import Journal, JournalError
+from chaos.lab.process import boot_id, identify
 
 KILLED_ERROR = "the run's process ({pid}) ended before the run did: it was killed"
 
 
-def process_is_chaos(pid: int) -> bool:
-    """Whether pid is alive and a chaos process (a recycled pid is someone else)."""
-    if pid <= 0:
+def own_process_proof() -> dict:
+    """What tells this process from a later one given the same pid (Journal.pid_proof)."""
+    me = identify(os.getpid())
+    return {"start_time": me.start_time, "boot_id": boot_id()} if me else {}
+
+
+def run_still_going(journal: Journal) -> bool:
+    """Whether the process that wrote the journal still runs."""
+    if journal.pid <= 0:
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
+    current = identify(journal.pid)
+    if current is None:
         return False
-    return "chaos" in cmdline
+    proof = journal.pid_proof
+    if proof:
+        return proof.get("boot_id") == boot_id() and proof.get("start_time") == current.start_time
+    # A journal without the proof (written by hand, or cut before it) has the command line to go by.
+    return any("chaos" in arg for arg in current.cmdline)
 
 
 def settle_if_killed(path: Path, journal: Journal) -> Journal:
     """A "running" journal whose process is gone becomes "killed" (written back)."""
-    if journal.status != "running" or journal.pid == os.getpid() or process_is_chaos(journal.pid):
+    if journal.status != "running" or journal.pid == os.getpid() or run_still_going(journal):
         return journal
     journal.status = "killed"
     journal.error = journal.error or KILLED_ERROR.format(pid=journal.pid)

@@ -26,6 +26,7 @@ from chaos.runner.context import RunContext
 from chaos.runner.environment import RunEnvironment
 from chaos.runner.faultbook import FaultBook
 from chaos.runner.quiet import wait_for_quiet
+from chaos.runner.run_folders import own_process_proof
 from chaos.runner.tap_reader import TapReader
 from chaos.steps.deadline import DeadlineExceeded, call_with_deadline
 from chaos.steps.outcome import Outcome
@@ -72,6 +73,7 @@ class Runner:
             lab={k: v for k, v in vars(env.state).items() if k not in ("users", "process_groups")},
             plan=[PlannedStep(step.name, phase, step.kind, describe(step)) for phase, steps in phases(scenario) for step in steps],
             redactor=Redactor(scenario.secrets),
+            pid_proof=own_process_proof(),
         )
         self.faults = FaultBook(env.control, self.journal)
         self.tap = TapReader(env.control, self._wait_for_quiet)
