@@ -1,7 +1,7 @@
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from chaos.proxy.metrics import ProxyMetrics
+from chaos.proxy.metrics import MAX_FAULT_NAMES, OTHER_FAULTS, ProxyMetrics
 from chaos.proxy.tap import EVENT_FIELDS
 
 
@@ -58,3 +58,17 @@ def test_two_proxies_in_one_process_keep_their_own_counts():
     first, second = ProxyMetrics(lambda: 0, lambda: 0), ProxyMetrics(lambda: 0, lambda: 0)
     first.observe(event(), [], [])
     assert "hub_chaos_requests_total{" not in second.render(None)[0].decode()
+
+
+def test_fault_names_beyond_the_cap_are_counted_together_not_a_series_each():
+    metrics = ProxyMetrics(lambda: 0, lambda: 0)
+    for build in range(MAX_FAULT_NAMES + 50):
+        metrics.observe(event(), [(f"hub-down-{build}", "refuse")], [f"hub-down-{build}"])
+    metrics.observe(event(), [("hub-down-0", "refuse")], [])  # a name seen before the cap keeps its series
+    got = samples(metrics.render(None)[0].decode())
+    fired = {dict(labels)["fault"]: value for (name, labels), value in got.items() if name == "hub_chaos_faults_fired_total"}
+    assert len(fired) == MAX_FAULT_NAMES + 1
+    assert fired[OTHER_FAULTS] == 50 and fired["hub-down-0"] == 2 and f"hub-down-{MAX_FAULT_NAMES}" not in fired
+    applied = {dict(labels)["fault"]: value for (name, labels), value in got.items()
+               if name == "hub_chaos_faults_applied_total"}
+    assert applied[OTHER_FAULTS] == 50 and applied["hub-down-0"] == 1
