@@ -66,6 +66,7 @@ class ComponentFailed(EnvironmentProblem):
 class PortInUse(ComponentFailed):
     """A lab component died because its port was taken between the choice and its bind."""
 
-    def __init__(self, message: str, component: str):
+    def __init__(self, message: str, component: str, port: int):
         super().__init__(message)
         self.component = component
+        self.port = port

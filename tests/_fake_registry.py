@@ -20,6 +20,7 @@ import io
 import json
 import re
 import secrets
+import socket
 import ssl
 import tarfile
 import threading
@@ -27,8 +28,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
-
-from chaos.lab.ports import free_port
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -45,7 +44,10 @@ def sha256(data: bytes) -> str:
 
 def closed_port() -> int:
     """A loopback port nobody listens on (connections are refused)."""
-    return free_port()
+    # The kernel's pick, in the ephemeral range: no lab listens there (chaos.lab.ports).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- images

@@ -8,7 +8,9 @@ in three starts fails with nothing left behind."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from chaos.lab.ports import (
     listening_socket_inodes,
     quiet_ranges,
 )
-from chaos.lab.process import ManagedProcess, group_listens_on
+from chaos.lab.process import OWNERSHIP_GRACE_S, ManagedProcess, group_listens_on
 from chaos.language.model import LabSpec, SeedImage
 from chaos.vocab.reference import parse_reference
 from tests.lab_helpers import listening, processes_mentioning
@@ -86,13 +88,34 @@ def test_a_child_that_finds_its_port_taken_is_a_port_in_use_naming_it(tmp_path):
     with listener(free_port()) as taken:
         port = taken.getsockname()[1]
         child = ManagedProcess("server", ["python3", "-m", "http.server", "--bind", "127.0.0.1", str(port)],
-                               tmp_path / "server.log")
+                               tmp_path / "server.log", ports=(port,))
         child.start()
         with pytest.raises(PortInUse) as caught:
             child.wait_ready(lambda: False, deadline_s=20)
-    assert caught.value.component == "server"
+    assert (caught.value.component, caught.value.port) == ("server", port)
     assert "server exited with code 1 before it was ready" in str(caught.value)
     assert caught.value.exit_code == 3
+
+
+def test_a_port_clash_is_told_by_this_starts_log_and_a_listener_on_the_childs_own_port(tmp_path):
+    log = tmp_path / "hub.log"
+    log.write_text("level=fatal msg=\"listen tcp 127.0.0.1:5000: bind: address already in use\"\n")  # an earlier start's
+    with listener(free_port()) as taken:
+        port = taken.getsockname()[1]
+        child = ManagedProcess("hub", ["sh", "-c", "echo 'configuration error: bad storage'; exit 1"], log, ports=(port,))
+        child.start()
+        with pytest.raises(ComponentFailed) as caught:
+            child.wait_ready(lambda: False, deadline_s=10)
+    assert not isinstance(caught.value, PortInUse)
+    assert "configuration error" in str(caught.value) and "address already in use" not in str(caught.value)
+    # A clash on a port the lab did not choose (a debug address in the user's config): no new choice mends it.
+    free = free_port()
+    child = ManagedProcess("mirror", ["sh", "-c", "echo 'listen tcp :5001: bind: address already in use'; exit 1"],
+                           tmp_path / "mirror.log", ports=(free,))
+    child.start()
+    with pytest.raises(ComponentFailed) as caught:
+        child.wait_ready(lambda: False, deadline_s=10)
+    assert not isinstance(caught.value, PortInUse) and "listen tcp :5001" in str(caught.value)
 
 
 def test_a_probe_answered_by_another_program_on_the_port_is_not_readiness(tmp_path):
@@ -100,8 +123,24 @@ def test_a_probe_answered_by_another_program_on_the_port_is_not_readiness(tmp_pa
         port = taken.getsockname()[1]
         child = ManagedProcess("impostor-victim", ["sleep", "30"], tmp_path / "child.log", ports=(port,))
         child.start()
-        with child, pytest.raises(ComponentFailed, match="impostor-victim was not ready within 1s"):
+        with child, pytest.raises(ComponentFailed) as caught:
             child.wait_ready(lambda: True, deadline_s=1)
+    assert str(caught.value).startswith(f"impostor-victim was not ready within 1s; port {port} answers, but process "
+                                        f"{os.getpid()} holds it, not impostor-victim; last lines of ")
+
+
+def test_where_proc_shows_no_holder_a_child_still_alive_after_the_grace_is_believed(tmp_path, monkeypatch, caplog):
+    # As under a /proc without socket tables, or a registry wrapper whose container runtime holds the port.
+    monkeypatch.setattr("chaos.lab.process.port_holders", lambda port, among=None: [])
+    port = free_port()
+    child = ManagedProcess("wrapped", ["sleep", "30"], tmp_path / "child.log", ports=(port,))
+    child.start()
+    with child, caplog.at_level(logging.WARNING, logger="chaos.lab.process"):
+        started = time.monotonic()
+        child.wait_ready(lambda: True, deadline_s=20)
+        assert time.monotonic() - started >= OWNERSHIP_GRACE_S
+    assert f"wrapped: /proc shows no process listening on port {port}; wrapped has answered there for " \
+           f"{OWNERSHIP_GRACE_S:g}s and is taken at its word" in caplog.messages
 
 
 def test_a_child_holding_its_own_port_is_ready(tmp_path):
@@ -153,7 +192,7 @@ def test_a_lab_whose_port_is_taken_before_its_proxy_binds_starts_again_on_other_
         assert LabState.load(LabPaths(tmp_path).state_file).status == "running"
         ports, scratch = list(lab.state.ports.values()), lab.state.scratch
     assert lab.stopped and not listening(ports) and not processes_mentioning(scratch)
-    assert ("chaos.lab.lab", logging.INFO, "another program took the port of the proxy as it started; starting "
+    assert ("chaos.lab.lab", logging.INFO, f"another program took port {taken} of the proxy as it started; starting "
             "the lab again on other ports (attempt 2 of 3)") in messages
 
 
@@ -165,7 +204,9 @@ def test_a_lab_that_finds_its_ports_taken_three_times_fails_with_nothing_left(tm
     monkeypatch.setattr(lab_module, "free_ports", lambda count: [taken, *free_ports(count - 1)])
     with listener(taken), pytest.raises(PortInUse) as caught, lab:
         pass
-    assert caught.value.component == "hub"
+    assert (caught.value.component, caught.value.port) == ("hub", taken)
+    assert str(caught.value).startswith("3 starts of the lab each found a port it had chosen taken by another program; "
+                                        "the last: hub exited with code 1 before it was ready")
     assert lab.stopped and not lab.components
     assert not processes_mentioning(str(tmp_path))
     state = LabState.load(LabPaths(tmp_path).state_file)

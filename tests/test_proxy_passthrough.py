@@ -25,7 +25,6 @@ from mitmproxy.proxy.context import Context
 from chaos.faults.faultset import FaultSet
 from chaos.faults.match import Match
 from chaos.faults.spec import parse_fault_spec
-from chaos.lab.ports import free_port
 from chaos.proxy.passthrough import (
     QUIET_S,
     SPLICE,
@@ -42,6 +41,7 @@ from chaos.proxy.upstream_tls import issue_server_cert
 from chaos.steps.verdicts import upstream_counts
 from chaos.vocab.endpoints import classify
 from chaos.vocab.hub import CDN_HOST
+from tests._fake_registry import closed_port
 from tests.test_proxy_mitmdump import Mitmdump
 
 CDN = f"https://{CDN_HOST}"
@@ -694,7 +694,7 @@ def test_with_a_cdn_fault_on_the_tunnel_is_intercepted_and_the_fault_acts(proxy,
 
 def test_an_unreachable_upstream_is_an_event_without_a_status(tmp_path):
     cert = issue_server_cert(tmp_path / "conf", tmp_path / "tls", (CDN_HOST,), name="cdn")
-    port = free_port()  # nobody listens there
+    port = closed_port()
     del cert
     with RoutedMitmdump(tmp_path, port, f"https://127.0.0.1:{port}") as proxy:
         with proxy.session() as session, pytest.raises(requests.exceptions.ConnectionError):

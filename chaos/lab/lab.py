@@ -47,7 +47,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from chaos.errors import PortInUse, UsageError
 from chaos.lab import containerd as lab_containerd
@@ -205,12 +205,19 @@ class Lab:
         mitmdump = mitmdump_binary()
         claim_folder(self.paths.root)
         self.paths.root.mkdir(parents=True, exist_ok=True)
-        for attempt in Retrying(
-            stop=stop_after_attempt(_START_ATTEMPTS), retry=retry_if_exception_type(PortInUse), reraise=True,
-            before_sleep=self._choose_other_ports,
-        ):
-            with attempt:
-                self._start_components(registry, mitmdump, mirror_base)
+        try:
+            for attempt in Retrying(
+                stop=stop_after_attempt(_START_ATTEMPTS), reraise=True, before_sleep=self._choose_other_ports,
+                # Only over a clean slate: a stop that left something behind is no place to start again.
+                retry=retry_if_exception(lambda exc: isinstance(exc, PortInUse) and self._stopped),
+            ):
+                with attempt:
+                    self._start_components(registry, mitmdump, mirror_base)
+        except PortInUse as taken:
+            if not self._stopped:
+                raise
+            raise PortInUse(f"{_START_ATTEMPTS} starts of the lab each found a port it had chosen taken by another "
+                            f"program; the last: {taken}", taken.component, taken.port) from None
         if self.with_mirror:
             log.info("lab ready: mirror %s, fault proxy %s", self.state.mirror_url, self.state.proxy_url)
         else:
@@ -220,14 +227,16 @@ class Lab:
 
     def _choose_other_ports(self, retry: RetryCallState) -> None:
         taken = retry.outcome.exception() if retry.outcome else None
-        log.info("another program took the port of the %s as it started; starting the lab again on other ports "
-                 "(attempt %d of %d)", getattr(taken, "component", "lab"), retry.attempt_number + 1, _START_ATTEMPTS)
+        log.info("another program took port %s of the %s as it started; starting the lab again on other ports "
+                 "(attempt %d of %d)", getattr(taken, "port", "?"), getattr(taken, "component", "lab"),
+                 retry.attempt_number + 1, _START_ATTEMPTS)
         self._ports = dict(zip(_PORTS, free_ports(len(_PORTS))))
 
     def _start_components(self, registry: str, mitmdump: str, mirror_base: dict | None) -> None:
         """One attempt at starting every component; a failure stops what started."""
         self._stopped = False
         self._starting = []
+        self._launches = {}
         # Recorded before it exists: a kill right after it appears leaves it findable.
         self.paths = LabPaths(self.paths.root, choose_scratch())
         self.state = LabState(root=str(self.paths.root), scratch=str(self.paths.scratch), boot_id=boot_id())
@@ -475,7 +484,7 @@ class Lab:
             if process.proc is None or process.alive():
                 continue
             found[name] = f"exited with code {process.proc.returncode}" + (
-                f": {line}" if (line := telling_line(process.log_path)) else "")
+                f": {line}" if (line := telling_line(process.log_path, since=process.log_offset)) else "")
         return found
 
     def restart(self, component: str) -> None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -28,11 +29,17 @@ from typing import Self
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from chaos.errors import ComponentFailed, EnvironmentProblem, PortInUse
-from chaos.lab.ports import listening_socket_inodes
+from chaos.lab.ports import is_listening, listening_socket_inodes
 
+log = logging.getLogger(__name__)
 READY_POLL_S = 0.03
 """How often a starting component's readiness is asked: most answer within tens
 of milliseconds, and each poll interval wasted delays the lab."""
+# How long a child that answers on a port /proc does not show it holding must
+# stay alive before it is believed (ManagedProcess.wait_ready): a child that
+# lost its port to another program exits well within it (mitmdump ~1 s, Go and
+# Python programs at once).
+OWNERSHIP_GRACE_S = 3.0
 _PR_SET_PDEATHSIG = 1
 _EXIT_ORPHANED = 70  # what a child whose parent died before it could arm its death signal exits with
 
@@ -137,11 +144,19 @@ def boot_id() -> str:
         return ""
 
 
-def telling_line(path: Path) -> str | None:
-    """The one line of a log that best says why a program ended: the cause of
-    a Go panic, else its last fatal or error line, else its last line."""
+def read_log(path: Path, since: int = 0) -> str:
+    """A log's text from byte `since` on (where one start of a component began
+    writing to a log that earlier starts wrote to); OSError if unreadable."""
+    with open(path, "rb") as log:
+        log.seek(since)
+        return log.read().decode(errors="replace")
+
+
+def telling_line(path: Path, since: int = 0) -> str | None:
+    """The one line of a log (from byte `since`) that best says why a program
+    ended: the cause of a Go panic, else its last fatal or error line, else its last line."""
     try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        lines = [line.strip() for line in read_log(path, since).splitlines() if line.strip()]
     except OSError:
         return None
     for marker in ("panic:", "level=fatal", "level=error"):
@@ -151,9 +166,9 @@ def telling_line(path: Path) -> str | None:
     return lines[-1][:300] if lines else None
 
 
-def log_tail(path: Path, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15, since: int = 0) -> str:
     try:
-        text = path.read_text(errors="replace")
+        text = read_log(path, since)
     except OSError:
         return "(no log)"
     all_lines = text.strip().splitlines()
@@ -196,6 +211,7 @@ class ManagedProcess:
         self.tie_to_parent = tie_to_parent
         self.proc: subprocess.Popen | None = None
         self.identity: ProcessIdentity | None = None
+        self.log_offset = 0  # where this start's output begins in its log (earlier starts append there too)
 
     @property
     def pid(self) -> int | None:
@@ -212,6 +228,7 @@ class ManagedProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
+            self.log_offset = log.tell()
             try:
                 self.proc = subprocess.Popen(
                     self.argv,
@@ -234,20 +251,39 @@ class ManagedProcess:
 
     def wait_ready(self, check: Callable[[], bool], deadline_s: float) -> None:
         """Poll check() until it is true; fail with the log tail if the child dies
-        or the deadline passes."""
+        or the deadline passes. With ports, check() counts only once the
+        child's own group holds each port's listening socket: a program that
+        took the port first would answer it too, and while /proc shows another
+        process holding it the child is not ready. Where /proc shows nobody (a
+        /proc without the socket tables, a holder whose descriptors are
+        hidden), a child still alive OWNERSHIP_GRACE_S after its first answer
+        is taken at its word: one that lost its port dies sooner."""
+        first_answer: float | None = None
+        impostors: dict[int, list[int]] = {}
 
         def attempt() -> bool:
+            nonlocal first_answer
             if not self.alive():
-                code = self.proc.returncode if self.proc else None
-                tail = log_tail(self.log_path)
-                message = f"{self.name} exited with code {code} before it was ready; last lines of {self.log_path}:\n{tail}"
-                if "address already in use" in tail.lower():  # distribution, mitmproxy and Python alike
-                    raise PortInUse(message, self.name)
-                raise ComponentFailed(message)
+                raise self._early_death()
             try:
-                return bool(check()) and all(group_listens_on(self.proc.pid, port) for port in self.ports)
+                if not check():
+                    return False
             except Exception:  # noqa: BLE001 - any failure of the probe means "not yet"
                 return False
+            unproved = [port for port in self.ports if not group_listens_on(self.proc.pid, port)]
+            if not unproved:
+                return True
+            ours = set(group_members(self.proc.pid))
+            held = {port: others for port in unproved if (others := sorted(set(port_holders(port)) - ours))}
+            if held:  # proved someone else's, for now: not ready (the child should die of it soon)
+                impostors.update(held)
+                return False
+            first_answer = first_answer or time.monotonic()
+            if time.monotonic() - first_answer < OWNERSHIP_GRACE_S:
+                return False
+            log.warning("%s: /proc shows no process listening on port %s; %s has answered there for %gs and is "
+                        "taken at its word", self.name, ", ".join(map(str, unproved)), self.name, OWNERSHIP_GRACE_S)
+            return True
 
         retrying = Retrying(
             stop=stop_after_delay(deadline_s),
@@ -258,10 +294,27 @@ class ManagedProcess:
         try:
             retrying(attempt)
         except RetryError:
+            held = "".join(f"; port {port} answers, but process {', '.join(map(str, pids))} holds it, not {self.name}"
+                           for port, pids in impostors.items())
             raise ComponentFailed(
-                f"{self.name} was not ready within {deadline_s:g}s; "
-                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+                f"{self.name} was not ready within {deadline_s:g}s{held}; "
+                f"last lines of {self.log_path}:\n{log_tail(self.log_path, since=self.log_offset)}"
             ) from None
+
+    def _early_death(self) -> ComponentFailed:
+        """Why the child died before it was ready: PortInUse when its log (this
+        start's part) says a port was in use and another program listens on
+        one of its ports now, else ComponentFailed."""
+        code = self.proc.returncode if self.proc else None
+        tail = log_tail(self.log_path, since=self.log_offset)
+        message = f"{self.name} exited with code {code} before it was ready; last lines of {self.log_path}:\n{tail}"
+        # distribution, mitmproxy and Python all say it in these words; the
+        # listener check keeps out a port the lab did not choose (a debug
+        # address in the user's own mirror config), which no new choice mends.
+        taken = [port for port in self.ports if is_listening(port)]
+        if taken and "address already in use" in tail.lower():
+            return PortInUse(message, self.name, taken[0])
+        return ComponentFailed(message)
 
     def stop(self, grace_s: float = 5.0) -> bool:
         """SIGTERM the whole group, SIGKILL what is left after grace_s; True
@@ -308,27 +361,35 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def group_listens_on(pgid: int, port: int) -> bool:
-    """Whether a process of the group holds a socket listening on port (not
-    another program that took the port first). True when the kernel's socket
-    tables cannot be read: then nobody can tell, and a readiness probe's
-    answer has to do."""
-    inodes = listening_socket_inodes(port)
-    if inodes is None:
-        return True
-    wanted = {f"socket:[{inode}]" for inode in inodes}
-    for pid in group_members(pgid):
+def _holds(pid: int, sockets: set[str]) -> bool:
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
         try:
-            descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+            if os.readlink(descriptor) in sockets:
+                return True
         except OSError:
             continue
-        for descriptor in descriptors:
-            try:
-                if os.readlink(descriptor) in wanted:
-                    return True
-            except OSError:
-                continue
     return False
+
+
+def port_holders(port: int, among: Iterable[int] | None = None) -> list[int]:
+    """The pids (of `among`, default every process) holding a socket that
+    listens on port, as far as /proc shows them: [] when it shows none (no
+    listener, socket tables unreadable, or the holder's descriptors hidden)."""
+    inodes = listening_socket_inodes(port)
+    if not inodes:
+        return []
+    sockets = {f"socket:[{inode}]" for inode in inodes}
+    pids = among if among is not None else (int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit())
+    return [pid for pid in pids if _holds(pid, sockets)]
+
+
+def group_listens_on(pgid: int, port: int) -> bool:
+    """Whether a process of the group holds a socket listening on port."""
+    return bool(port_holders(port, group_members(pgid)))
 
 
 def stop_group(pgid: int, grace_s: float = 5.0) -> bool:
