@@ -8,7 +8,9 @@ from dataclasses import replace
 
 import pytest
 
+from chaos.clients.mirror_probe import MirrorSnapshot
 from chaos.language.model import Comparison, Counts, Expectation, MirrorAnswer
+from chaos.steps.kinds.check import CheckAction, judge_check
 from chaos.steps.outcome import ActionResult, Outcome
 from chaos.steps.verdicts import Evidence, expectation_texts, judge_results, upstream_counts
 from chaos.vocab.results import PullResult
@@ -165,3 +167,21 @@ def test_what_the_mirror_itself_answered_is_judged_apart_from_the_pull():
     assert not wrong.ok and wrong.actual == 404
     # A pull with no mirror attempt at all has no mirror answer to meet the expectation.
     assert not verdicts(Expectation(mirror=MirrorAnswer(status=404)), OK_FROM_MIRROR)["mirror.status"].ok
+
+
+@pytest.mark.parametrize(("catalog_error", "storage_checked", "judged"), [
+    (None, True, {"in_catalog": True, "in_storage": True}),
+    (None, False, {"in_catalog": True}),
+    ("catalog of http://m unavailable: 401", True, {"in_storage": True}),
+    ("catalog of http://m unavailable: 401", False, None),
+])
+def test_a_check_judges_only_the_sources_it_could_look_at(catalog_error, storage_checked, judged):
+    snap = MirrorSnapshot(catalog=() if catalog_error else ("library/alpine",), stored_repositories=("library/alpine",),
+                          storage_bytes=1, catalog_error=catalog_error, storage_checked=storage_checked)
+    verdicts = {v.what: v for v in judge_check(CheckAction(cached=("library/alpine",), not_cached=("alice/x",)), snap, None)}
+    if judged is None:  # nothing to look at: no verdict on the repositories, only the catalog's failure
+        assert list(verdicts) == ["mirror answers its catalog API"] and not verdicts["mirror answers its catalog API"].ok
+        return
+    assert verdicts["cached library/alpine"].actual == judged and verdicts["cached library/alpine"].ok
+    assert verdicts["not cached alice/x"].actual == dict.fromkeys(judged, False) and verdicts["not cached alice/x"].ok
+    assert ("mirror answers its catalog API" in verdicts) is bool(catalog_error)

@@ -118,13 +118,14 @@ def judge_check(check: CheckAction, snap: MirrorSnapshot, ctx: StepContext) -> l
     if snap.catalog_error and (check.cached or check.not_cached or check.catalog_unchanged_since):
         verdicts.append(Verdict("mirror answers its catalog API", True, snap.catalog_error, False))
     # Judged on the sources that could be looked at: a target without
-    # target.storage by its catalog alone; an unreadable catalog failed above.
+    # target.storage by its catalog alone; an unreadable catalog failed above,
+    # and with nothing else to look at there is no verdict to give.
     for repo in check.cached:
-        actual = snap.holds(repo)
-        verdicts.append(Verdict(f"cached {repo}", dict.fromkeys(actual, True), actual, all(actual.values())))
+        if actual := snap.holds(repo):
+            verdicts.append(Verdict(f"cached {repo}", dict.fromkeys(actual, True), actual, all(actual.values())))
     for repo in check.not_cached:
-        actual = snap.holds(repo)
-        verdicts.append(Verdict(f"not cached {repo}", dict.fromkeys(actual, False), actual, not any(actual.values())))
+        if actual := snap.holds(repo):
+            verdicts.append(Verdict(f"not cached {repo}", dict.fromkeys(actual, False), actual, not any(actual.values())))
     if check.storage_unchanged_since:
         before = ctx.snapshot_of(check.storage_unchanged_since).storage_bytes
         verdicts.append(Verdict(f"storage bytes unchanged since {check.storage_unchanged_since}", before, snap.storage_bytes, before == snap.storage_bytes))
