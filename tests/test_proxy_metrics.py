@@ -1,7 +1,7 @@
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from chaos.proxy.metrics import MAX_FAULT_NAMES, OTHER_FAULTS, ProxyMetrics
+from chaos.proxy.metrics import MAX_FAULT_NAMES, ProxyMetrics
 from chaos.proxy.tap import EVENT_FIELDS
 
 
@@ -60,15 +60,21 @@ def test_two_proxies_in_one_process_keep_their_own_counts():
     assert "hub_chaos_requests_total{" not in second.render(None)[0].decode()
 
 
-def test_fault_names_beyond_the_cap_are_counted_together_not_a_series_each():
+def test_only_the_most_recently_fired_fault_names_keep_their_series():
     metrics = ProxyMetrics(lambda: 0, lambda: 0)
-    for build in range(MAX_FAULT_NAMES + 50):
+    metrics.observe(event(), [("hub-down-0", "refuse")], ["hub-down-0"])
+    for build in range(1, MAX_FAULT_NAMES + 50):  # one fault name per CI build, as a staging proxy sees
         metrics.observe(event(), [(f"hub-down-{build}", "refuse")], [f"hub-down-{build}"])
-    metrics.observe(event(), [("hub-down-0", "refuse")], [])  # a name seen before the cap keeps its series
+        if build == MAX_FAULT_NAMES + 10:  # long after it was dropped, hub-down-0 fires again
+            metrics.observe(event(role="auth", kind="token"), [("hub-down-0", "refuse")], [])
     got = samples(metrics.render(None)[0].decode())
-    fired = {dict(labels)["fault"]: value for (name, labels), value in got.items() if name == "hub_chaos_faults_fired_total"}
-    assert len(fired) == MAX_FAULT_NAMES + 1
-    assert fired[OTHER_FAULTS] == 50 and fired["hub-down-0"] == 2 and f"hub-down-{MAX_FAULT_NAMES}" not in fired
-    applied = {dict(labels)["fault"]: value for (name, labels), value in got.items()
-               if name == "hub_chaos_faults_applied_total"}
-    assert applied[OTHER_FAULTS] == 50 and applied["hub-down-0"] == 1
+
+    def series(metric):
+        return {(dict(labels)["fault"], dict(labels)["role"]): value for (name, labels), value in got.items()
+                if name == metric}
+
+    fired, applied = series("hub_chaos_faults_fired_total"), series("hub_chaos_faults_applied_total")
+    recent = {(f"hub-down-{build}", "registry") for build in range(51, MAX_FAULT_NAMES + 50)}
+    assert set(fired) == recent | {("hub-down-0", "auth")} and set(applied) == recent
+    # Its registry series went when it was dropped; the new one starts from zero (a counter reset).
+    assert fired[("hub-down-0", "auth")] == 1 and all(value == 1 for value in fired.values())

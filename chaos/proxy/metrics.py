@@ -8,14 +8,18 @@ event tap (one observation per tap event), so the two never disagree.
 Each proxy keeps its own CollectorRegistry (never prometheus_client's global
 one), so two addons in one process (tests) do not collide. Label values come
 from closed sets (roles, endpoint kinds, origins, methods Hub serves, status
-codes) except `fault`, a fault's name: the first MAX_FAULT_NAMES names each
-get their series, and any later one is counted under OTHER_FAULTS, so a proxy
-left in front of a staging mirror, given faults under ever new names (one
-per CI build), does not grow a series per name for ever.
+codes) except `fault`, a fault's name: the series of the MAX_FAULT_NAMES
+names that fired most recently are kept, and an older name's are dropped, so a
+proxy left in front of a staging mirror, given faults under ever new names
+(one per CI build), keeps the recent faults' counts without growing a series
+per name for ever. (A dropped name that fires again starts from zero, which
+Prometheus reads as a counter reset.)
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,7 +28,6 @@ from prometheus_client.exposition import choose_encoder
 
 REQUEST_LABELS = ("role", "kind", "origin")
 MAX_FAULT_NAMES = 200
-OTHER_FAULTS = "_other"  # not a fault name: those start with a letter or digit (chaos.faults.spec)
 # Seconds from the request's first byte to its end (last response byte or error).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -92,7 +95,9 @@ class ProxyMetrics:
             "Requests and CONNECTs refused with 403 because they named a host other than Docker Hub's.",
             registry=self.registry,
         )
-        self._fault_names: set[str] = set()
+        # Each fault name's series (label tuples), least recently fired first.
+        self._fault_series: OrderedDict[str, set[tuple[str, ...]]] = OrderedDict()
+        self._fault_series_lock = threading.Lock()
         Gauge("hub_chaos_faults_active", "Faults active now.", registry=self.registry).set_function(faults_active)
         Gauge(
             "hub_chaos_requests_in_flight", "Requests seen and not yet ended.", registry=self.registry
@@ -111,16 +116,21 @@ class ProxyMetrics:
         self.duration.labels(*labels).observe(max(event["latency_ms"], 0.0) / 1000)
         acted = set(applied)
         for name, kind in fired:
-            label = self._fault_label(name)
-            self.faults_fired.labels(label, kind, *labels).inc()
-            if name in acted:
-                self.faults_applied.labels(label, kind, *labels).inc()
+            self._count_fault((name, kind, *labels), acted=name in acted)
 
-    def _fault_label(self, name: str) -> str:
-        if name not in self._fault_names and len(self._fault_names) >= MAX_FAULT_NAMES:
-            return OTHER_FAULTS
-        self._fault_names.add(name)
-        return name
+    def _count_fault(self, series: tuple[str, ...], *, acted: bool) -> None:
+        name = series[0]
+        with self._fault_series_lock:
+            self._fault_series.setdefault(name, set()).add(series)
+            self._fault_series.move_to_end(name)
+            self.faults_fired.labels(*series).inc()
+            if acted:
+                self.faults_applied.labels(*series).inc()
+            while len(self._fault_series) > MAX_FAULT_NAMES:
+                _, dropped = self._fault_series.popitem(last=False)
+                for old in dropped:
+                    self.faults_fired.remove(*old)
+                    self.faults_applied.remove(*old)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition for a scrape with this Accept header: (body, content type).
