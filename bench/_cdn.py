@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import ssl
 import sys
 from pathlib import Path
 
 from chaos.lab import cdn_service
+from chaos.lab.serving import serve_until_stopped
 from chaos.proxy.cdn_urls import read_secret
 
 # The path the `redirect` middleware gives a blob: the storage layout, from its root.
@@ -71,13 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     log = open(args.log, "a", encoding="utf-8") if args.log else sys.stderr
     server = TlsCdnServer(("127.0.0.1", args.port), args.storage, read_secret(args.secret_file),
                           cdn_service.RequestLog(log), context)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_stopped(server, log)
     return 0
 
 

@@ -20,6 +20,7 @@ the lab runs; `--set http2=true` measures mitmproxy's default instead.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -53,6 +54,12 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def write_figures(path: Path | None, figures: dict) -> None:
+    """A benchmark's figures as JSON (--json), for run_all.py and bench/results.json."""
+    if path:
+        path.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def run_in_scratch(run: Callable, args, *, prefix: str, keep: Path | None = None):

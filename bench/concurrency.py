@@ -22,7 +22,6 @@ Run from the venv:  python bench/concurrency.py [--clients 64] [--rounds 5] [--j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -36,7 +35,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _hubshaped import HubShaped  # noqa: E402
-from _stack import Stack, run_in_scratch, seed  # noqa: E402
+from _stack import Stack, run_in_scratch, seed, write_figures  # noqa: E402
 from passthrough import LAB_OPTIONS  # noqa: E402
 
 from chaos.images.synth import build_image  # noqa: E402
@@ -172,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["load_average_1min_before"] = args.load_before
     figures["load_average_1min_after"] = os.getloadavg()[0]
     print(report(figures))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    write_figures(args.json, figures)
     return 0
 
 

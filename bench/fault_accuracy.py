@@ -21,7 +21,6 @@ Run from the venv:  python bench/fault_accuracy.py [--requests 100] [--runs 3]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _stack import Stack, run_in_scratch, seed  # noqa: E402
+from _stack import Stack, run_in_scratch, seed, write_figures  # noqa: E402
 from _tls import make_server_cert  # noqa: E402
 
 from chaos.images.synth import build_image  # noqa: E402
@@ -188,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     if figures is None:
         return 130
     print(_report(figures))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    write_figures(args.json, figures)
     return 0
 
 

@@ -31,7 +31,6 @@ Nothing leaves loopback; every process is killed at the end, Ctrl-C included.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -45,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _hubshaped import HubShaped  # noqa: E402
 from _pull import pull  # noqa: E402
-from _stack import Stack, Upstream, cpu_seconds, run_in_scratch, seed  # noqa: E402
+from _stack import Stack, Upstream, cpu_seconds, run_in_scratch, seed, write_figures  # noqa: E402
 
 from chaos.images.synth import build_image, parse_size  # noqa: E402
 from chaos.lab.process import ManagedProcess  # noqa: E402
@@ -276,8 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = run_in_scratch(run, args, prefix="bench-passthrough-", keep=args.keep)
     if figures is None:
         return 130
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    write_figures(args.json, figures)
     print(report(figures))
     return 0
 

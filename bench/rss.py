@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 import threading
@@ -32,7 +31,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _hubshaped import HubShaped  # noqa: E402
-from _stack import Stack, run_in_scratch  # noqa: E402
+from _stack import Stack, run_in_scratch, write_figures  # noqa: E402
 from passthrough import LAB_OPTIONS  # noqa: E402
 
 from chaos.proxy.control_client import ControlClient  # noqa: E402
@@ -155,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["load_average_1min_after"] = os.getloadavg()[0]
     print(f"proxy RSS streaming {figures['blob_bytes'] / 1e9:.1f} GB through a bandwidth fault"
           f" ({figures['rate_kbps'] / 1000:.0f} MB/s): max {figures['bandwidth']['rss_max'] / 1e6:.1f} MB")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    write_figures(args.json, figures)
     return 0
 
 

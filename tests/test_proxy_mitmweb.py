@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,23 +16,11 @@ import requests
 
 from chaos.errors import EnvironmentProblem
 from chaos.proxy.control_client import ControlClient
-from tests.test_proxy_mitmdump import ADDON, REGISTRY, Upstream, free_port
+from tests.test_proxy_mitmdump import ADDON, REGISTRY, free_port, upstream  # noqa: F401 - upstream: a fixture
 
 pytestmark = pytest.mark.lab
 
 MITMWEB = Path(sys.executable).with_name("mitmweb")
-
-
-@pytest.fixture
-def upstream():
-    server = Upstream()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_mitmweb_loads_the_addon_and_serves_its_page_and_the_control_api(tmp_path, upstream):

@@ -20,7 +20,6 @@ import binascii
 import datetime as dt
 import json
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from chaos.errors import ChaosError, UsageError
 from chaos.lab.accounts import Accounts, CheckedPasswords, authenticate, granted_actions
+from chaos.lab.serving import serve_until_stopped
 from chaos.lab.tokens import (
     BadScope,
     BadToken,
@@ -360,10 +360,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # unwinds serve_forever() so the socket and log close cleanly
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     log_stream = open(args.log, "a", encoding="utf-8") if args.log else sys.stderr
@@ -375,16 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"auth_service: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 3
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     server.log.write(f"listening on {args.host}:{server.port}")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        if log_stream is not sys.stderr:
-            log_stream.close()
+    serve_until_stopped(server, log_stream)
     return 0
 
 

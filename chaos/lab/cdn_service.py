@@ -35,7 +35,6 @@ import argparse
 import datetime as dt
 import os
 import re
-import signal
 import ssl
 import sys
 import threading
@@ -47,6 +46,7 @@ from typing import BinaryIO, TextIO
 from urllib.parse import urlsplit
 
 from chaos.errors import ChaosError, UsageError
+from chaos.lab.serving import serve_until_stopped
 from chaos.proxy.cdn_urls import MIN_SECRET_BYTES, check_signature, read_secret
 
 CHUNK_BYTES = 256 * 1024
@@ -320,10 +320,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # unwinds serve_forever() so the socket and log close cleanly
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     log_stream = open(args.log, "a", encoding="utf-8") if args.log else sys.stderr
@@ -337,16 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"cdn_service: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 3
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     server.log.write(f"listening on {args.host}:{server.port}, serving {args.storage}")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        if log_stream is not sys.stderr:
-            log_stream.close()
+    serve_until_stopped(server, log_stream)
     return 0
 
 

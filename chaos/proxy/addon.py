@@ -568,7 +568,6 @@ class HubChaos:
 
 def tap_event(flow: http.HTTPFlow, now: float) -> dict[str, Any]:
     """The tap event describing `flow` as the client experienced it, ended at `now`."""
-    endpoint: Endpoint = flow.metadata[ENDPOINT]
     counter: ByteCounter | None = flow.metadata.get(COUNTER)
     response = flow.response
     sent = 0
@@ -581,12 +580,7 @@ def tap_event(flow: http.HTTPFlow, now: float) -> dict[str, Any]:
     return {
         "ts": started,
         "ts_end": now,
-        "host": flow.metadata[TARGET_HOST],
-        "role": endpoint.role,
-        "kind": endpoint.kind,
-        "repository": endpoint.repository,
-        "reference": endpoint.reference,
-        "method": flow.request.method,
+        **_what_was_asked(flow),
         "path": flow.request.path,
         "status": response.status_code if response is not None and not flow.error else None,
         "bytes": sent,
@@ -599,22 +593,29 @@ def tap_event(flow: http.HTTPFlow, now: float) -> dict[str, Any]:
     }
 
 
-def in_flight_summary(flow: http.HTTPFlow, now: float) -> dict[str, Any]:
-    """A request seen and not yet ended, as GET /inflight lists it: who asked
-    for what, since when, and which faults picked it (a hold acts before any
-    answer, so `faults` names the faults that fired, not only those that acted)."""
+def _what_was_asked(flow: http.HTTPFlow) -> dict[str, Any]:
+    """The fields a tap event and an /inflight entry share: host, the endpoint, the method."""
     endpoint: Endpoint = flow.metadata[ENDPOINT]
-    started = flow.request.timestamp_start
-    fired: list[ActiveFault] = flow.metadata.get(FIRED) or []
     return {
-        "ts": started,
-        "held_s": round(max(0.0, now - started), 3),
         "host": flow.metadata[TARGET_HOST],
         "role": endpoint.role,
         "kind": endpoint.kind,
         "repository": endpoint.repository,
         "reference": endpoint.reference,
         "method": flow.request.method,
+    }
+
+
+def in_flight_summary(flow: http.HTTPFlow, now: float) -> dict[str, Any]:
+    """A request seen and not yet ended, as GET /inflight lists it: who asked
+    for what, since when, and which faults picked it (a hold acts before any
+    answer, so `faults` names the faults that fired, not only those that acted)."""
+    started = flow.request.timestamp_start
+    fired: list[ActiveFault] = flow.metadata.get(FIRED) or []
+    return {
+        "ts": started,
+        "held_s": round(max(0.0, now - started), 3),
+        **_what_was_asked(flow),
         "origin": flow.metadata[ORIGIN],
         "faults": [active.spec.name for active in fired],
         "answered": flow.response is not None,
