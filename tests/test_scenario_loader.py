@@ -124,6 +124,8 @@ BAD = [
     ("name: t\nlab:\n  mirror: {config: nope.yml}\nsteps:\n  - pull: alpine\n", 3, "mirror.config:"),
     ("name: t\nlab:\n  mirror: {ttl: forever}\nsteps:\n  - pull: alpine\n", 3, "mirror.ttl: expected a duration"),
     ("name: t\ntarget: {mirror: 'ftp://m', control: 'http://c:5380'}\nsteps:\n  - pull: alpine\n", 2, "target.mirror: expected an http"),
+    ("name: t\ntarget:\n  mirror: 'http://m'\n  control: 'http://c'\n  proxy: 'http://bob:hunter2@p:8080'\nsteps:\n  - pull: alpine\n", 5,
+     "target.proxy: no user or password in the URL (user:password@...); logins go in target.users"),
     ("name: t\nlab: {}\ntarget: {mirror: 'http://m', control: 'http://c'}\nsteps:\n  - pull: alpine\n", 3, "either lab"),
     ("name: t\ntags: [Smoke]\nsteps:\n  - pull: alpine\n", 2, "tags: expected lowercase"),
     ("name: t\nsteady_state:\n  - {name: a, pull: alpine}\nsteps:\n  - {name: a, pull: alpine}\n", 5, "duplicate step name 'a'"),
@@ -150,6 +152,17 @@ def test_bad_scenario_names_file_and_line(tmp_path, document, line, text):
     assert text in message
     assert "\n" not in message
     assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("key", ["mirror", "control", "proxy"])
+def test_a_target_url_with_a_password_is_refused_without_echoing_it(tmp_path, key):
+    urls = {"mirror": "http://m:5000", "control": "http://c:5380", "proxy": "http://p:8080"}
+    urls[key] = urls[key].replace("//", "//bob:hunter2@")
+    path = write(tmp_path, "name: t\ntarget: {" + ", ".join(f"{k}: '{v}'" for k, v in urls.items()) + "}\nsteps:\n  - pull: alpine\n")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert str(caught.value).startswith(f"{path}:2: target.{key}: no user or password in the URL")
+    assert "hunter2" not in str(caught.value) and "bob" not in str(caught.value)
 
 
 def test_missing_file_is_a_usage_error(tmp_path):

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from chaos.errors import UsageError, quoted
 from chaos.lab.registry_config import load_user_config
@@ -222,6 +223,10 @@ def _parse_target(ctx: Ctx, node: Any, line: int) -> Target:
         value = required_str(ctx, node, key, "target") if required else optional_str(ctx, node, key)
         if value is not None and not _URL.match(value):
             raise ctx.fail(node.line_of(key), f"target.{key}: expected an http:// or https:// URL, got {quoted(value)}")
+        if value is not None and "@" in urlsplit(value).netloc:
+            # Not quoted: the URL holds a secret, and the run would write it to its journal and reports.
+            raise ctx.fail(node.line_of(key), f"target.{key}: no user or password in the URL (user:password@...); "
+                                              "logins go in target.users, whose passwords are kept out of every file")
         return value.rstrip("/") if value else None
 
     mirror, control, proxy = url("mirror", True), url("control", True), url("proxy", False)
